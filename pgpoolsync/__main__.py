@@ -1,0 +1,5 @@
+import sys
+
+from pgpoolsync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,261 @@
+"""A local PostgreSQL primary + streaming replica and a pgpool, for the demo and the tests.
+
+Everything lives in one base directory on loopback ports. PostgreSQL refuses to run as root, so
+when we are root its processes run as the ``postgres`` user (``runuser``); pgpool runs as the
+calling user so it can read the 0600 files pgpoolsync writes. Debian's packages provide the
+binaries (``/usr/lib/postgresql/<v>/bin``, ``/usr/sbin/pgpool``). Passwords are set over a
+psycopg connection, never passed in argv.
+
+``python -m pgpoolsync.devcluster`` runs the demo: cluster, demo secrets, ``pgpoolsync``, pgpool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+
+def pg_bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    return Path(found[-1]).parent
+
+
+def pgpool_binary() -> str:
+    found = shutil.which("pgpool") or ("/usr/sbin/pgpool" if Path("/usr/sbin/pgpool").exists()
+                                       else None)
+    if not found:
+        raise RuntimeError("pgpool not found (apt-get install pgpool2)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, *, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
+def _as_postgres() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def _chown_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def _clean_env() -> dict[str, str]:
+    """Child environment with no PG*/PGPOOL* variables leaking in (nor secrets)."""
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "TZ")
+    return {k: v for k, v in os.environ.items() if k in keep}
+
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    datadir: Path
+    sockdir: Path
+
+
+class PgCluster:
+    """Primary on one port, streaming replica on another, sockets under ``base``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.bindir = pg_bindir()
+        self.primary = Node("primary", free_port(), base / "primary", base / "sock")
+        self.replica = Node("replica", free_port(), base / "replica", base / "sock")
+
+    def _run(self, args: Sequence[str]) -> None:
+        subprocess.run([*_as_postgres(), *args], check=True, env=_clean_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.base)
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base, 0o755)
+        _chown_postgres(self.base)
+        self.primary.sockdir.mkdir(exist_ok=True)
+        _chown_postgres(self.primary.sockdir)
+        p = self.primary
+        self._run([str(self.bindir / "initdb"), "-D", str(p.datadir), "-U", "postgres",
+                   "--auth-local=trust", "--auth-host=md5", "-E", "UTF8", "--no-sync"])
+        with (p.datadir / "postgresql.conf").open("a") as f:
+            f.write(f"\nport = {p.port}\nlisten_addresses = '127.0.0.1'\n"
+                    f"unix_socket_directories = '{p.sockdir}'\n"
+                    "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
+                    "fsync = off\nlogging_collector = off\n")
+        with (p.datadir / "pg_hba.conf").open("w") as f:
+            f.write("local all all trust\nlocal replication all trust\n"
+                    "host all all 127.0.0.1/32 md5\n")
+        self._start_node(p)
+        self._run([str(self.bindir / "pg_basebackup"), "-h", str(p.sockdir), "-p", str(p.port),
+                   "-U", "postgres", "-D", str(self.replica.datadir), "-R", "-X", "stream"])
+        with (self.replica.datadir / "postgresql.conf").open("a") as f:
+            f.write(f"\nport = {self.replica.port}\n")
+        self._start_node(self.replica)
+        self.wait_streaming()
+
+    def _start_node(self, node: Node) -> None:
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(node.datadir), "-l",
+                   str(self.base / f"{node.name}.log"), "-w", "-t", "60", "start"])
+
+    def stop(self) -> None:
+        for node in (self.replica, self.primary):
+            if (node.datadir / "postmaster.pid").exists():
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    self._run([str(self.bindir / "pg_ctl"), "-D", str(node.datadir),
+                               "-m", "immediate", "-w", "stop"])
+
+    def connect(self, node: Node | None = None, *, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        node = node or self.primary
+        return psycopg.connect(host=str(node.sockdir), port=node.port, user="postgres",
+                               dbname=dbname, autocommit=True)
+
+    def wait_streaming(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self.connect() as conn:
+            while not conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0]:  # type: ignore[index]
+                if time.monotonic() > deadline:
+                    raise TimeoutError("replica is not streaming")
+                time.sleep(0.1)
+
+    def set_role(self, user: str, password: str, *, encryption: str = "scram-sha-256") -> None:
+        """Create or alter a login role; ``encryption`` is how PostgreSQL stores the password."""
+        with self.connect() as conn:
+            conn.execute(sql.SQL("SET password_encryption = {}").format(sql.Literal(encryption)))
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(user), sql.Literal(password)))
+        self.wait_replayed()
+
+    def drop_role(self, user: str) -> None:
+        with self.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+        self.wait_replayed()
+
+    def wait_replayed(self, timeout: float = 30.0) -> None:
+        with self.connect() as conn:
+            lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+        deadline = time.monotonic() + timeout
+        with self.connect(self.replica) as conn:
+            while not conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                                   (lsn,)).fetchone()[0]:  # type: ignore[index]
+                if time.monotonic() > deadline:
+                    raise TimeoutError("replica did not replay in time")
+                time.sleep(0.02)
+
+
+class Pgpool:
+    """A pgpool on files in ``config_dir``; runtime dirs under ``base``."""
+
+    def __init__(self, base: Path, config_dir: Path, *, key_file: Path) -> None:
+        self.base = base
+        self.config_dir = config_dir
+        self.key_file = key_file
+        self.port = free_port()
+        self.pcp_port = free_port()
+        self.rundir = base / "pgpool-run"
+        self.log = base / "pgpool.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def params(self) -> dict[str, str]:
+        """PGPOOL_PARAMS_* for this instance's ports and runtime directories."""
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        run = str(self.rundir)
+        return {
+            "PGPOOL_PARAMS_PORT": str(self.port),
+            "PGPOOL_PARAMS_PCP_PORT": str(self.pcp_port),
+            "PGPOOL_PARAMS_LISTEN_ADDRESSES": "127.0.0.1",
+            "PGPOOL_PARAMS_PCP_LISTEN_ADDRESSES": "127.0.0.1",
+            "PGPOOL_PARAMS_SOCKET_DIR": run,
+            "PGPOOL_PARAMS_PCP_SOCKET_DIR": run,
+            "PGPOOL_PARAMS_WD_IPC_SOCKET_DIR": run,
+            "PGPOOL_PARAMS_PID_FILE_NAME": f"{run}/pgpool.pid",
+            "PGPOOL_PARAMS_LOGDIR": run,
+            "PGPOOL_PARAMS_NUM_INIT_CHILDREN": "4",
+            "PGPOOL_PARAMS_MAX_POOL": "2",
+            "PGPOOL_PARAMS_LOG_MIN_MESSAGES": "info",
+        }
+
+    def argv(self) -> list[str]:
+        c = self.config_dir
+        return [pgpool_binary(), "-n", "-D", "-f", str(c / "pgpool.conf"),
+                "-a", str(c / "pool_hba.conf"), "-F", str(c / "pcp.conf"), "-k", str(self.key_file)]
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        logf = self.log.open("ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=logf, stderr=subprocess.STDOUT,
+                                     env=_clean_env(), start_new_session=True)
+        logf.close()
+        try:
+            wait_port(self.port, timeout=timeout)
+            wait_port(self.pcp_port, timeout=timeout)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"pgpool did not start; log tail:\n{self.log_tail()}") from None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            # SIGINT: pgpool's fast shutdown; its children go with it.
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def connect(self, user: str, password: str, *, dbname: str = "postgres",
+                **kw: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(host="127.0.0.1", port=self.port, user=user, password=password,
+                               dbname=dbname, autocommit=True, connect_timeout=10, **kw)
+
+
+@contextlib.contextmanager
+def running_cluster(base: Path) -> Iterator[PgCluster]:
+    cluster = PgCluster(base)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,342 @@
+"""The desired state of pgpool's configuration, and building it from raw inputs.
+
+Owns the frozen data (``Credential``, ``Backend``, ``Param``, ``DesiredState``), the defaults
+that fit an operator-managed cluster, and every validation rule, each failure reported as a
+``Problem`` that names its source (a Secret, a directory, an environment variable). Pure: no I/O,
+no kubernetes types; sources hand in plain strings and bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pgpoolsync import hba, passwd
+
+PRIMARY_FLAG = "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"
+REPLICA_FLAG = "DISALLOW_TO_FAILOVER"
+USER_KEYS = ("username", "user")
+PASSWORD_KEYS = ("password",)
+
+_PARAM_NAME = re.compile(r"^[a-z0-9_]+$")
+_FORBIDDEN = {"\n": "a newline", "\r": "a carriage return", "\0": "a NUL byte"}
+
+# Defaults for pgpool in front of an operator that owns failover (see DESIGN.md / REFERENCE.md).
+DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
+    ("backend_clustering_mode", "streaming_replication"),
+    ("listen_addresses", "*"),
+    ("port", "9999"),
+    ("pcp_listen_addresses", "*"),
+    ("pcp_port", "9898"),
+    ("num_init_children", "32"),
+    ("max_pool", "4"),
+    ("connection_cache", "on"),
+    ("load_balance_mode", "on"),
+    ("failover_on_backend_error", "off"),
+    ("sr_check_period", "0"),
+    ("health_check_period", "0"),
+    ("enable_pool_hba", "on"),
+    ("pool_passwd", "pool_passwd"),
+    ("ssl", "off"),
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with one input. ``fatal`` problems make ``render`` exit 1."""
+
+    source: str
+    message: str
+    fatal: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Credential:
+    user: str
+    password: str = field(repr=False)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Backend:
+    host: str
+    port: int
+    flag: str
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Param:
+    """One pgpool.conf setting and where it came from (a flag, a default, an env var)."""
+
+    name: str
+    value: str
+    source: str
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    params: tuple[tuple[str, str], ...]
+    credentials: tuple[Credential, ...]
+    password_format: str
+    hba_rules: tuple[str, ...]
+    pcp_users: tuple[Credential, ...]
+
+    def param(self, name: str) -> str | None:
+        return dict(self.params).get(name)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the desired state is built from, already read by the sources."""
+
+    backends: tuple[Backend, ...] = ()
+    params: tuple[Param, ...] = ()
+    credentials: tuple[Credential | Problem, ...] = ()
+    pcp_users: tuple[Credential, ...] = ()
+    password_format: str = "aes"
+    auth_method: str = "scram-sha-256"
+    hba_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The built state (None when a fatal config problem prevents it) and every problem seen."""
+
+    state: DesiredState | None
+    problems: tuple[Problem, ...]
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.fatal)
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if not p.fatal)
+
+
+def _forbidden_char(value: str) -> str | None:
+    for char, name in _FORBIDDEN.items():
+        if char in value:
+            return name
+    return None
+
+
+def _decode(source: str, key: str, raw: bytes | str) -> str | Problem:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Problem(source, f"key {key!r} is not valid UTF-8")
+
+
+def credential_from_data(
+    source: str,
+    data: Mapping[str, bytes | str],
+    *,
+    user_keys: Sequence[str] = USER_KEYS,
+    password_keys: Sequence[str] = PASSWORD_KEYS,
+) -> Credential | Problem:
+    """A credential from a Secret's data; the role name comes from the data, not the name."""
+    user_key = next((k for k in user_keys if k in data), None)
+    if user_key is None:
+        return Problem(source, f"no user name key (expected one of {', '.join(user_keys)})")
+    password_key = next((k for k in password_keys if k in data), None)
+    if password_key is None:
+        return Problem(source, f"no password key (expected one of {', '.join(password_keys)})")
+    user = _decode(source, user_key, data[user_key])
+    if isinstance(user, Problem):
+        return user
+    password = _decode(source, password_key, data[password_key])
+    if isinstance(password, Problem):
+        return password
+    return Credential(user=user, password=password, source=source)
+
+
+def check_credential(cred: Credential, *, password_format: str) -> Problem | None:
+    """Why this credential cannot go into pool_passwd, or None. Never quotes the password."""
+    src = cred.source
+    if not cred.user:
+        return Problem(src, "user name is empty")
+    bad = _forbidden_char(cred.user)
+    if bad:
+        return Problem(src, f"user name contains {bad}")
+    if len(cred.user.encode()) > passwd.MAX_USER_BYTES:
+        return Problem(
+            src, f"user name {cred.user!r} is longer than {passwd.MAX_USER_BYTES} bytes"
+        )
+    if not cred.password:
+        return Problem(src, f"password of user {cred.user!r} is empty")
+    bad = _forbidden_char(cred.password)
+    if bad:
+        return Problem(src, f"password of user {cred.user!r} contains {bad}")
+    if passwd.looks_hashed(cred.password):
+        return Problem(
+            src,
+            f"password of user {cred.user!r} is already a hash (md5/SCRAM), not a password; "
+            "pgpool needs the clear password: user skipped",
+            fatal=False,
+        )
+    size = len(cred.password.encode())
+    if password_format == "aes" and size > passwd.MAX_AES_PASSWORD_BYTES:
+        return Problem(
+            src,
+            f"password of user {cred.user!r} is {size} bytes; pgpool's AES entries hold at "
+            f"most {passwd.MAX_AES_PASSWORD_BYTES}",
+        )
+    if password_format == "text" and size > passwd.MAX_TEXT_PASSWORD_BYTES:
+        return Problem(
+            src,
+            f"password of user {cred.user!r} is {size} bytes; pgpool's TEXT entries hold at "
+            f"most {passwd.MAX_TEXT_PASSWORD_BYTES}",
+        )
+    return None
+
+
+def check_param(param: Param) -> Problem | None:
+    if not _PARAM_NAME.match(param.name):
+        return Problem(param.source, f"parameter name {param.name!r} is not [a-z0-9_]+")
+    bad = _forbidden_char(param.value)
+    if bad:
+        return Problem(param.source, f"value of {param.name} contains {bad}")
+    if "'" in param.value:
+        return Problem(
+            param.source, f"value of {param.name} contains a single quote (pgpool cannot escape it)"
+        )
+    return None
+
+
+def backend_params(backends: Sequence[Backend]) -> list[Param]:
+    out: list[Param] = []
+    for i, b in enumerate(backends):
+        src = f"backend {i}"
+        out += [
+            Param(f"backend_hostname{i}", b.host, src),
+            Param(f"backend_port{i}", str(b.port), src),
+            Param(f"backend_weight{i}", str(b.weight), src),
+            Param(f"backend_flag{i}", b.flag, src),
+        ]
+    return out
+
+
+def merge_params(layers: Iterable[Iterable[Param]]) -> tuple[list[Param], list[Problem]]:
+    """Later layers override earlier ones; order of first appearance is kept."""
+    merged: dict[str, Param] = {}
+    problems: list[Problem] = []
+    for layer in layers:
+        for param in layer:
+            problem = check_param(param)
+            if problem:
+                problems.append(problem)
+                continue
+            merged[param.name] = param
+    return list(merged.values()), problems
+
+
+def dedupe_credentials(creds: Iterable[Credential]) -> tuple[list[Credential], list[Problem]]:
+    """One entry per user; the same user with two different passwords is refused."""
+    by_user: dict[str, list[Credential]] = {}
+    for cred in creds:
+        by_user.setdefault(cred.user, []).append(cred)
+    kept: list[Credential] = []
+    problems: list[Problem] = []
+    for user in sorted(by_user):
+        group = by_user[user]
+        if len({c.password for c in group}) > 1:
+            sources = ", ".join(c.source for c in group)
+            problems.extend(
+                Problem(c.source, f"user {user!r} has different passwords in {sources}: skipped")
+                for c in group
+            )
+            continue
+        kept.append(group[0])
+    return kept, problems
+
+
+def build(inputs: Inputs) -> Outcome:
+    """Validate everything and build the desired state.
+
+    Credential problems drop that credential only; parameter, pool_hba or PCP problems prevent a
+    state (``state`` is None) so that the last good files stay in place.
+    """
+    problems: list[Problem] = []
+    if inputs.password_format not in passwd.FORMATS:
+        problems.append(Problem("--password-format", f"unknown format {inputs.password_format!r}"))
+    if inputs.auth_method not in hba.AUTH_METHODS:
+        problems.append(Problem("--auth-method", f"unknown method {inputs.auth_method!r}"))
+    if problems:
+        return Outcome(None, tuple(problems))
+
+    defaults = [Param(n, v, "default") for n, v in DEFAULT_PARAMS]
+    params, param_problems = merge_params(
+        [defaults, backend_params(inputs.backends), inputs.params]
+    )
+    problems += param_problems
+    if not any(p.name == "backend_hostname0" for p in params):
+        problems.append(
+            Problem("--primary-host", "no primary backend (backend_hostname0) is configured")
+        )
+    ssl = any(p.name == "ssl" and p.value.lower() in ("on", "true", "1", "yes") for p in params)
+
+    if inputs.hba_text is None:
+        rules = hba.default_rules(auth_method=inputs.auth_method, tls=ssl)
+    else:
+        problems += [Problem("pool_hba.conf", e) for e in hba.validate(inputs.hba_text, ssl=ssl)]
+        rules = hba.rules_from_text(inputs.hba_text)
+
+    pcp_users: list[Credential] = []
+    for pcp in inputs.pcp_users:
+        problem = _check_pcp_user(pcp)
+        if problem:
+            problems.append(problem)
+        else:
+            pcp_users.append(pcp)
+
+    valid: list[Credential] = []
+    for item in inputs.credentials:
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        problem = check_credential(item, password_format=inputs.password_format)
+        if problem:
+            problems.append(problem)
+        else:
+            valid.append(item)
+    creds, dup_problems = dedupe_credentials(valid)
+    problems += dup_problems
+
+    config_broken = any(
+        p.fatal and not _is_credential_problem(p, inputs) for p in problems
+    )
+    if config_broken:
+        return Outcome(None, tuple(problems))
+    state = DesiredState(
+        params=tuple((p.name, p.value) for p in params),
+        credentials=tuple(creds),
+        password_format=inputs.password_format,
+        hba_rules=tuple(rules),
+        pcp_users=tuple(pcp_users),
+    )
+    return Outcome(state, tuple(problems))
+
+
+def _is_credential_problem(problem: Problem, inputs: Inputs) -> bool:
+    sources = {c.source for c in inputs.credentials}
+    return problem.source in sources
+
+
+def _check_pcp_user(cred: Credential) -> Problem | None:
+    if not cred.user or not cred.password:
+        return Problem(cred.source, "PCP user name and password must both be set")
+    for value, what in ((cred.user, "PCP user name"), (cred.password, "PCP password")):
+        bad = _forbidden_char(value)
+        if bad:
+            return Problem(cred.source, f"{what} contains {bad}")
+    if ":" in cred.user:
+        return Problem(cred.source, "PCP user name contains ':'")
+    return None

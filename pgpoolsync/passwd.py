@@ -1,0 +1,91 @@
+"""pool_passwd and pcp.conf entries: the password encodings pgpool reads.
+
+Owns the byte-exact formats: AES entries identical to ``pg_enc``, md5 entries identical to
+``pg_md5 -m``, TEXT entries, the backslash escaping of pool_passwd fields, and pcp.conf lines.
+Pure functions: no I/O, no validation beyond what the format itself needs (model.py validates).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+AES_PREFIX = "AES"
+MD5_PREFIX = "md5"
+TEXT_PREFIX = "TEXT"
+SCRAM_PREFIX = "SCRAM-SHA-256$"
+
+# pgpool reads at most 128 characters of the (unescaped) secret field; see REFERENCE.md.
+MAX_FIELD = 128
+MAX_AES_PASSWORD_BYTES = 79
+MAX_TEXT_PASSWORD_BYTES = MAX_FIELD - len(TEXT_PREFIX)
+# PostgreSQL role names are at most NAMEDATALEN - 1 bytes.
+MAX_USER_BYTES = 63
+
+FORMATS = ("aes", "md5", "text")
+
+
+def derive_key_iv(pool_key: bytes) -> tuple[bytes, bytes]:
+    """OpenSSL EVP_BytesToKey(aes-256-cbc, sha1, no salt, count=1): 32-byte key, 16-byte IV."""
+    out = b""
+    block = b""
+    while len(out) < 48:
+        block = hashlib.sha1(block + pool_key, usedforsecurity=False).digest()
+        out += block
+    return out[:32], out[32:48]
+
+
+class AesEncoder:
+    """Encrypts passwords the way ``pg_enc`` does; the key derivation is done once per key."""
+
+    __slots__ = ("_cipher",)
+
+    def __init__(self, pool_key: bytes) -> None:
+        if not pool_key:
+            raise ValueError("the pool key is empty")
+        key, iv = derive_key_iv(pool_key)
+        self._cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
+
+    def entry(self, password: str) -> str:
+        padder = padding.PKCS7(128).padder()
+        plain = padder.update(password.encode()) + padder.finalize()
+        enc = self._cipher.encryptor()
+        ciphertext = enc.update(plain) + enc.finalize()
+        return AES_PREFIX + base64.b64encode(ciphertext).decode("ascii")
+
+
+def md5_entry(user: str, password: str) -> str:
+    """``"md5" + md5_hex(password + user)``, what PostgreSQL stores and ``pg_md5 -m`` writes."""
+    digest = hashlib.md5((password + user).encode(), usedforsecurity=False).hexdigest()
+    return MD5_PREFIX + digest
+
+
+def text_entry(password: str) -> str:
+    return TEXT_PREFIX + password
+
+
+def escape_field(value: str) -> str:
+    """Backslash-escape ``\\`` and ``:`` so pgpool splits the line where we mean it to."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def pool_passwd_line(user: str, secret: str) -> str:
+    return f"{escape_field(user)}:{escape_field(secret)}"
+
+
+def pcp_line(user: str, password: str) -> str:
+    """pcp.conf: ``user:md5_hex(password)``."""
+    digest = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
+    return f"{user}:{digest}"
+
+
+def looks_hashed(value: str) -> bool:
+    """True for values that are already a PostgreSQL/pgpool hash rather than a password."""
+    if value.startswith(SCRAM_PREFIX):
+        return True
+    if value.startswith(MD5_PREFIX) and len(value) == 35:
+        return all(c in "0123456789abcdef" for c in value[3:])
+    return False

@@ -1,0 +1,73 @@
+"""DesiredState → the text of pgpool's four files.
+
+Owns the templates (jinja2, StrictUndefined) and the choice of pool_passwd encoding. Every value
+passes the ``line`` filter, which refuses a newline, carriage return or NUL: whatever reached this
+point, a value can never add a line to a rendered file. Pure: the pool key is handed in.
+"""
+
+from __future__ import annotations
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from pgpoolsync import passwd
+from pgpoolsync.model import DesiredState
+
+PGPOOL_CONF = "pgpool.conf"
+POOL_HBA = "pool_hba.conf"
+POOL_PASSWD = "pool_passwd"
+PCP_CONF = "pcp.conf"
+FILES = (POOL_PASSWD, PCP_CONF, POOL_HBA, PGPOOL_CONF)
+# Files holding secrets (or hashes of them) are written 0600.
+SECRET_FILES = frozenset({POOL_PASSWD, PCP_CONF})
+
+
+class UnsafeValue(ValueError):
+    """A value would have broken a line; model validation should have caught it first."""
+
+
+def _line(value: object) -> str:
+    text = str(value)
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise UnsafeValue("a value contains a line break or NUL and was not rendered")
+    return text
+
+
+_ENV = Environment(
+    loader=PackageLoader("pgpoolsync", "templates"),
+    undefined=StrictUndefined,
+    autoescape=False,  # noqa: S701 - these are config files, not HTML
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.filters["line"] = _line
+
+
+def pool_passwd_entries(state: DesiredState, *, pool_key: bytes | None) -> list[str]:
+    if state.password_format == "aes":
+        if pool_key is None:
+            raise ValueError("AES pool_passwd entries need the pool key")
+        encoder = passwd.AesEncoder(pool_key)
+        return [passwd.pool_passwd_line(c.user, encoder.entry(c.password)) for c in state.credentials]
+    if state.password_format == "md5":
+        return [
+            passwd.pool_passwd_line(c.user, passwd.md5_entry(c.user, c.password))
+            for c in state.credentials
+        ]
+    return [
+        passwd.pool_passwd_line(c.user, passwd.text_entry(c.password)) for c in state.credentials
+    ]
+
+
+def render(state: DesiredState, *, pool_key: bytes | None) -> dict[str, str]:
+    """The four files, by name."""
+    return {
+        POOL_PASSWD: _ENV.get_template("pool_passwd.j2").render(
+            entries=pool_passwd_entries(state, pool_key=pool_key)
+        ),
+        PCP_CONF: _ENV.get_template("pcp.conf.j2").render(
+            entries=[passwd.pcp_line(u.user, u.password) for u in state.pcp_users]
+        ),
+        POOL_HBA: _ENV.get_template("pool_hba.conf.j2").render(rules=state.hba_rules),
+        PGPOOL_CONF: _ENV.get_template("pgpool.conf.j2").render(params=state.params),
+    }

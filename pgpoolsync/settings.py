@@ -1,0 +1,254 @@
+"""Command-line flags and environment → frozen Settings. The only reader of the environment.
+
+Every flag ``--some-flag`` has an environment twin ``PGPOOLSYNC_SOME_FLAG`` (the flag wins).
+The pgpool2_on_k8s conventions are read here too: ``PGPOOL_PARAMS_<NAME>=<value>`` →
+``<name> = '<value>'``; every ``X_USERNAME``/``X_PASSWORD`` pair (X is the text before the
+first ``_``) → a pool_passwd user; ``PGPOOL_PCP_USER``/``PGPOOL_PCP_PASSWORD`` → pcp.conf;
+``PGPOOL_PASSWORD_ENCRYPTION_METHOD`` (scram-sha-256 | md5) → the auth method and entry format.
+Passwords are only ever read from the environment or files, never from argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgpoolsync import hba, passwd
+from pgpoolsync.model import Credential, Param, Problem
+
+ENV_PREFIX = "PGPOOLSYNC_"
+PARAMS_PREFIX = "PGPOOL_PARAMS_"
+DEFAULT_KEY_NAME = ".pgpoolkey"
+
+
+class UsageError(Exception):
+    """Bad flags or flag values (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Common:
+    """Settings shared by ``render`` and ``run``."""
+
+    config_dir: Path
+    secrets_dir: Path | None
+    primary_host: str | None
+    primary_port: int
+    replica_host: str | None
+    replica_port: int
+    replica_weight: int
+    password_format: str
+    auth_method: str
+    pool_key_file: Path
+    pool_hba_file: Path | None
+    env_params: tuple[Param, ...] = ()
+    env_credentials: tuple[Credential | Problem, ...] = field(default=(), repr=False)
+    pcp_users: tuple[Credential, ...] = field(default=(), repr=False)
+    env_warnings: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    command: str
+    log_level: str
+    log_format: str
+    common: Common | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+class _EnvParser:
+    """Adds flags whose default comes from their PGPOOLSYNC_* twin."""
+
+    def __init__(self, parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+        self.parser = parser
+        self.environ = environ
+        self.errors: list[str] = []
+
+    def add(self, flag: str, *, help: str, default: Any = None, **kw: Any) -> None:  # noqa: A002
+        twin = env_name(flag)
+        if twin in self.environ:
+            default = self.environ[twin]
+            choices = kw.get("choices")
+            if choices is not None and default not in choices:
+                self.errors.append(
+                    f"{twin}: invalid choice {default!r} (choose from {', '.join(choices)})"
+                )
+            if kw.get("action") == "store_true":
+                default = self.environ[twin].lower() in ("1", "true", "yes", "on")
+        shown = "" if default is None or kw.get("action") else f" (default: {default})"
+        self.parser.add_argument(flag, default=default, help=f"{help}{shown} [env {twin}]", **kw)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
+    return port
+
+
+def _nonneg_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return number
+
+
+def add_common_flags(p: _EnvParser) -> None:
+    env = p.environ
+    legacy = env.get("PGPOOL_PASSWORD_ENCRYPTION_METHOD", "scram-sha-256")
+    p.add("--config-dir", help="directory pgpool reads its files from", default="/etc/pgpool")
+    p.add(
+        "--secrets-dir",
+        help="directory with one sub-directory per credential (username or user, password), "
+        "laid out like mounted Secret volumes",
+    )
+    p.add("--primary-host", help="backend 0 (ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER) host")
+    p.add("--primary-port", help="backend 0 port", default="5432", type=_port)
+    p.add("--replica-host", help="backend 1 (DISALLOW_TO_FAILOVER) host; none: no replica")
+    p.add("--replica-port", help="backend 1 port", default="5432", type=_port)
+    p.add(
+        "--replica-weight",
+        help="backend_weight1: share of read load for the replica Service",
+        default="1",
+        type=_nonneg_int,
+    )
+    p.add(
+        "--password-format",
+        help="pool_passwd entries: aes (works with SCRAM and md5 backends), md5 (md5 backends "
+        "only), text (clear text)",
+        default="md5" if legacy == "md5" else "aes",
+        choices=passwd.FORMATS,
+    )
+    p.add(
+        "--auth-method",
+        help="client authentication in the default pool_hba.conf",
+        default="md5" if legacy == "md5" else "scram-sha-256",
+        choices=hba.AUTH_METHODS,
+    )
+    p.add(
+        "--pool-key-file",
+        help="AES pool key (pgpool -k); created once (random, 0600) when missing "
+        f"(default: $PGPOOLKEYFILE or CONFIG_DIR/{DEFAULT_KEY_NAME})",
+    )
+    p.add("--pool-hba-file", help="use this pool_hba.conf (validated) instead of the default")
+    p.add("--pcp-user", help="PCP user for pcp.conf (default: $PGPOOL_PCP_USER)")
+    p.add(
+        "--pcp-password-file",
+        help="file holding the PCP user's password (default: $PGPOOL_PCP_PASSWORD)",
+    )
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgpoolsync",
+        description="Keeps Pgpool-II's configuration and pool_passwd in step with the "
+        "credentials and Services of an operator-managed PostgreSQL cluster.",
+    )
+    top = _EnvParser(parser, environ)
+    top.add("--log-level", help="log level", default="INFO",
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    top.add("--log-format", help="log line format", default="text", choices=["text", "json"])
+    subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    render = subs.add_parser(
+        "render",
+        help="render pgpool.conf, pool_hba.conf, pool_passwd and pcp.conf once",
+        description="Render pgpool's four files once into --config-dir; exit 1 on bad input "
+        "with no file changed.",
+    )
+    render_env = _EnvParser(render, environ)
+    add_common_flags(render_env)
+    parser.set_defaults(_env_errors=top.errors + render_env.errors)
+    return parser
+
+
+def env_params(environ: Mapping[str, str]) -> list[Param]:
+    """``PGPOOL_PARAMS_<NAME>=<value>`` → ``<name> = '<value>'`` (environ splits at the first =)."""
+    return [
+        Param(name=key[len(PARAMS_PREFIX):].lower(), value=value, source=f"env {key}")
+        for key, value in sorted(environ.items())
+        if key.startswith(PARAMS_PREFIX) and len(key) > len(PARAMS_PREFIX)
+    ]
+
+
+def env_credentials(environ: Mapping[str, str]) -> tuple[list[Credential | Problem], list[Problem]]:
+    """Every ``X_USERNAME``/``X_PASSWORD`` pair, X being the text before the first ``_``."""
+    prefixes = sorted(
+        {key.split("_", 1)[0] for key, value in environ.items()
+         if key.endswith("_USERNAME") and value and "_" in key}
+    )
+    out: list[Credential | Problem] = []
+    warnings: list[Problem] = []
+    for prefix in prefixes:
+        user_var, pass_var = f"{prefix}_USERNAME", f"{prefix}_PASSWORD"
+        if not prefix or user_var not in environ:
+            continue
+        if pass_var not in environ:
+            warnings.append(Problem(f"env {user_var}", f"{pass_var} is not set: user skipped",
+                                    fatal=False))
+            continue
+        out.append(Credential(user=environ[user_var], password=environ[pass_var],
+                              source=f"env {user_var}/{pass_var}"))
+    return out, warnings
+
+
+def _pcp_users(ns: argparse.Namespace, environ: Mapping[str, str]) -> list[Credential]:
+    user = ns.pcp_user or environ.get("PGPOOL_PCP_USER", "")
+    if ns.pcp_password_file:
+        try:
+            raw = Path(ns.pcp_password_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--pcp-password-file {ns.pcp_password_file}: {exc}") from None
+        password = raw[:-1] if raw.endswith("\n") else raw
+        source = f"--pcp-password-file {ns.pcp_password_file}"
+    else:
+        password = environ.get("PGPOOL_PCP_PASSWORD", "")
+        source = "env PGPOOL_PCP_USER/PGPOOL_PCP_PASSWORD"
+    if not user and not password:
+        return []
+    return [Credential(user=user, password=password, source=source)]
+
+
+def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
+    config_dir = Path(ns.config_dir)
+    key_file = ns.pool_key_file or environ.get("PGPOOLKEYFILE") or config_dir / DEFAULT_KEY_NAME
+    creds, warnings = env_credentials(environ)
+    return Common(
+        config_dir=config_dir,
+        secrets_dir=Path(ns.secrets_dir) if ns.secrets_dir else None,
+        primary_host=ns.primary_host or None,
+        primary_port=ns.primary_port,
+        replica_host=ns.replica_host or None,
+        replica_port=ns.replica_port,
+        replica_weight=ns.replica_weight,
+        password_format=ns.password_format,
+        auth_method=ns.auth_method,
+        pool_key_file=Path(key_file),
+        pool_hba_file=Path(ns.pool_hba_file) if ns.pool_hba_file else None,
+        env_params=tuple(env_params(environ)),
+        env_credentials=tuple(creds),
+        pcp_users=tuple(_pcp_users(ns, environ)),
+        env_warnings=tuple(warnings),
+    )
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Parse argv + environ. argparse exits 2 on usage errors; UsageError for the rest."""
+    parser = build_parser(environ)
+    ns = parser.parse_args(list(argv))
+    if ns._env_errors:
+        parser.error("; ".join(ns._env_errors))
+    common = _common(ns, environ) if ns.command in ("render", "run") else None
+    return Settings(command=ns.command, log_level=ns.log_level, log_format=ns.log_format,
+                    common=common)
