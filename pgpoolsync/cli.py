@@ -43,7 +43,9 @@ def cmd_render(common: Common) -> int:
     if result.changed:
         log.info(
             "wrote %s in %s (%d users, %s entries)",
-            ", ".join(result.changed), common.config_dir, len(state.credentials),
+            ", ".join(result.changed),
+            common.config_dir,
+            len(state.credentials),
             state.password_format,
         )
     else:

@@ -37,8 +37,9 @@ def pg_bindir() -> Path:
 
 
 def pgpool_binary() -> str:
-    found = shutil.which("pgpool") or ("/usr/sbin/pgpool" if Path("/usr/sbin/pgpool").exists()
-                                       else None)
+    found = shutil.which("pgpool") or (
+        "/usr/sbin/pgpool" if Path("/usr/sbin/pgpool").exists() else None
+    )
     if not found:
         raise RuntimeError("pgpool not found (apt-get install pgpool2)")
     return found
@@ -96,8 +97,14 @@ class PgCluster:
         self.replica = Node("replica", free_port(), base / "replica", base / "sock")
 
     def _run(self, args: Sequence[str]) -> None:
-        subprocess.run([*_as_postgres(), *args], check=True, env=_clean_env(),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.base)
+        subprocess.run(
+            [*_as_postgres(), *args],
+            check=True,
+            env=_clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self.base,
+        )
 
     def start(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -106,39 +113,91 @@ class PgCluster:
         self.primary.sockdir.mkdir(exist_ok=True)
         _chown_postgres(self.primary.sockdir)
         p = self.primary
-        self._run([str(self.bindir / "initdb"), "-D", str(p.datadir), "-U", "postgres",
-                   "--auth-local=trust", "--auth-host=md5", "-E", "UTF8", "--no-sync"])
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(p.datadir),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=md5",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
         with (p.datadir / "postgresql.conf").open("a") as f:
-            f.write(f"\nport = {p.port}\nlisten_addresses = '127.0.0.1'\n"
-                    f"unix_socket_directories = '{p.sockdir}'\n"
-                    "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
-                    "fsync = off\nlogging_collector = off\n")
+            f.write(
+                f"\nport = {p.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{p.sockdir}'\n"
+                "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
+                "fsync = off\nlogging_collector = off\n"
+            )
         with (p.datadir / "pg_hba.conf").open("w") as f:
-            f.write("local all all trust\nlocal replication all trust\n"
-                    "host all all 127.0.0.1/32 md5\n")
+            f.write(
+                "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 md5\n"
+            )
         self._start_node(p)
-        self._run([str(self.bindir / "pg_basebackup"), "-h", str(p.sockdir), "-p", str(p.port),
-                   "-U", "postgres", "-D", str(self.replica.datadir), "-R", "-X", "stream"])
+        self._run(
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-h",
+                str(p.sockdir),
+                "-p",
+                str(p.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(self.replica.datadir),
+                "-R",
+                "-X",
+                "stream",
+            ]
+        )
         with (self.replica.datadir / "postgresql.conf").open("a") as f:
             f.write(f"\nport = {self.replica.port}\n")
         self._start_node(self.replica)
         self.wait_streaming()
 
     def _start_node(self, node: Node) -> None:
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(node.datadir), "-l",
-                   str(self.base / f"{node.name}.log"), "-w", "-t", "60", "start"])
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(node.datadir),
+                "-l",
+                str(self.base / f"{node.name}.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
 
     def stop(self) -> None:
         for node in (self.replica, self.primary):
             if (node.datadir / "postmaster.pid").exists():
                 with contextlib.suppress(subprocess.CalledProcessError):
-                    self._run([str(self.bindir / "pg_ctl"), "-D", str(node.datadir),
-                               "-m", "immediate", "-w", "stop"])
+                    self._run(
+                        [
+                            str(self.bindir / "pg_ctl"),
+                            "-D",
+                            str(node.datadir),
+                            "-m",
+                            "immediate",
+                            "-w",
+                            "stop",
+                        ]
+                    )
 
-    def connect(self, node: Node | None = None, *, dbname: str = "postgres") -> psycopg.Connection[Any]:
+    def connect(
+        self, node: Node | None = None, *, dbname: str = "postgres"
+    ) -> psycopg.Connection[Any]:
         node = node or self.primary
-        return psycopg.connect(host=str(node.sockdir), port=node.port, user="postgres",
-                               dbname=dbname, autocommit=True)
+        return psycopg.connect(
+            host=str(node.sockdir), port=node.port, user="postgres", dbname=dbname, autocommit=True
+        )
 
     def wait_streaming(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -154,8 +213,11 @@ class PgCluster:
             conn.execute(sql.SQL("SET password_encryption = {}").format(sql.Literal(encryption)))
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(user), sql.Literal(password)))
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
         self.wait_replayed()
 
     def drop_role(self, user: str) -> None:
@@ -168,8 +230,9 @@ class PgCluster:
             lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
         deadline = time.monotonic() + timeout
         with self.connect(self.replica) as conn:
-            while not conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
-                                   (lsn,)).fetchone()[0]:  # type: ignore[index]
+            while not conn.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)
+            ).fetchone()[0]:  # type: ignore[index]
                 if time.monotonic() > deadline:
                     raise TimeoutError("replica did not replay in time")
                 time.sleep(0.02)
@@ -209,14 +272,30 @@ class Pgpool:
 
     def argv(self) -> list[str]:
         c = self.config_dir
-        return [pgpool_binary(), "-n", "-D", "-f", str(c / "pgpool.conf"),
-                "-a", str(c / "pool_hba.conf"), "-F", str(c / "pcp.conf"), "-k", str(self.key_file)]
+        return [
+            pgpool_binary(),
+            "-n",
+            "-D",
+            "-f",
+            str(c / "pgpool.conf"),
+            "-a",
+            str(c / "pool_hba.conf"),
+            "-F",
+            str(c / "pcp.conf"),
+            "-k",
+            str(self.key_file),
+        ]
 
     def start(self, *, timeout: float = 30.0) -> None:
         self.rundir.mkdir(parents=True, exist_ok=True)
         logf = self.log.open("ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=logf, stderr=subprocess.STDOUT,
-                                     env=_clean_env(), start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv(),
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=_clean_env(),
+            start_new_session=True,
+        )
         logf.close()
         try:
             wait_port(self.port, timeout=timeout)
@@ -245,10 +324,19 @@ class Pgpool:
         except OSError:
             return ""
 
-    def connect(self, user: str, password: str, *, dbname: str = "postgres",
-                **kw: Any) -> psycopg.Connection[Any]:
-        return psycopg.connect(host="127.0.0.1", port=self.port, user=user, password=password,
-                               dbname=dbname, autocommit=True, connect_timeout=10, **kw)
+    def connect(
+        self, user: str, password: str, *, dbname: str = "postgres", **kw: Any
+    ) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=user,
+            password=password,
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=10,
+            **kw,
+        )
 
 
 @contextlib.contextmanager
@@ -259,3 +347,72 @@ def running_cluster(base: Path) -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+DEMO_USERS = (("alice", "alice-pw", "scram-sha-256"), ("bob", "bob:pw", "md5"))
+
+
+def _demo_secrets(root: Path) -> None:
+    for user, password, _ in DEMO_USERS:
+        d = root / user
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "username").write_text(user)
+        (d / "password").write_text(password)
+
+
+def demo(argv: Sequence[str] | None = None) -> int:
+    """Start the demo; with --check, log in once as each demo user and stop."""
+    import argparse  # noqa: PLC0415 - only the demo needs it
+    import sys  # noqa: PLC0415
+
+    ap = argparse.ArgumentParser(prog="python -m pgpoolsync.devcluster",
+                                 description=__doc__)
+    ap.add_argument("--dir", default="/tmp/pgpoolsync-demo", help="where everything lives")
+    ap.add_argument("--check", action="store_true",
+                    help="log in through pgpool as each demo user, then stop everything")
+    args = ap.parse_args(argv)
+    base = Path(args.dir)
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    cluster = PgCluster(base / "pg")
+    config = base / "config"
+    pool = Pgpool(base, config, key_file=config / ".pgpoolkey")
+    try:
+        print(f"starting PostgreSQL primary :{cluster.primary.port} and replica "
+              f":{cluster.replica.port} in {cluster.base}", flush=True)
+        cluster.start()
+        for user, password, enc in DEMO_USERS:
+            cluster.set_role(user, password, encryption=enc)
+        secrets = base / "secrets"
+        _demo_secrets(secrets)
+        env = {"PATH": os.environ.get("PATH", ""), **pool.params()}
+        exe = str(Path(sys.executable).parent / "pgpoolsync")
+        subprocess.run([exe, "render", "--config-dir", str(config), "--secrets-dir", str(secrets),
+                        "--primary-host", "127.0.0.1", "--primary-port", str(cluster.primary.port),
+                        "--replica-host", "127.0.0.1", "--replica-port", str(cluster.replica.port)],
+                       env=env, check=True)
+        pool.start()
+        for user, password, enc in DEMO_USERS:
+            with pool.connect(user, password) as conn:
+                row = conn.execute("SELECT current_user, inet_server_port()").fetchone()
+            print(f"login ok through pgpool: {row[0] if row else '?'} (stored as {enc})")
+        if args.check:
+            return 0
+        print(f"\npgpool listens on 127.0.0.1:{pool.port}; files in {config}; "
+              f"secrets in {secrets}.\nTry:  PGPASSWORD=alice-pw psql -h 127.0.0.1 -p {pool.port}"
+              f" -U alice postgres -c 'SHOW pool_nodes'\nCtrl-C stops everything.", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while pool.running():
+            time.sleep(1)
+        print("pgpool exited; log tail:\n" + pool.log_tail())
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        pool.stop()
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(demo())

@@ -14,7 +14,8 @@ import re
 CONNECTION_TYPES = frozenset({"local", "host", "hostssl", "hostnossl"})
 METHODS = frozenset({"trust", "reject", "md5", "password", "scram-sha-256", "pam", "ldap", "cert"})
 AUTH_METHODS = ("scram-sha-256", "md5")
-_HOSTNAME = re.compile(r"^\.?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^\.?{_LABEL}(\.{_LABEL})*$")
 _TOKEN = re.compile(r'"[^"]*"|[^\s"]+')
 
 

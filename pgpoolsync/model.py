@@ -167,9 +167,7 @@ def check_credential(cred: Credential, *, password_format: str) -> Problem | Non
     if bad:
         return Problem(src, f"user name contains {bad}")
     if len(cred.user.encode()) > passwd.MAX_USER_BYTES:
-        return Problem(
-            src, f"user name {cred.user!r} is longer than {passwd.MAX_USER_BYTES} bytes"
-        )
+        return Problem(src, f"user name {cred.user!r} is longer than {passwd.MAX_USER_BYTES} bytes")
     if not cred.password:
         return Problem(src, f"password of user {cred.user!r} is empty")
     bad = _forbidden_char(cred.password)
@@ -310,9 +308,7 @@ def build(inputs: Inputs) -> Outcome:
     creds, dup_problems = dedupe_credentials(valid)
     problems += dup_problems
 
-    config_broken = any(
-        p.fatal and not _is_credential_problem(p, inputs) for p in problems
-    )
+    config_broken = any(p.fatal and not _is_credential_problem(p, inputs) for p in problems)
     if config_broken:
         return Outcome(None, tuple(problems))
     state = DesiredState(

@@ -48,7 +48,9 @@ def pool_passwd_entries(state: DesiredState, *, pool_key: bytes | None) -> list[
         if pool_key is None:
             raise ValueError("AES pool_passwd entries need the pool key")
         encoder = passwd.AesEncoder(pool_key)
-        return [passwd.pool_passwd_line(c.user, encoder.entry(c.password)) for c in state.credentials]
+        return [
+            passwd.pool_passwd_line(c.user, encoder.entry(c.password)) for c in state.credentials
+        ]
     if state.password_format == "md5":
         return [
             passwd.pool_passwd_line(c.user, passwd.md5_entry(c.user, c.password))

@@ -70,7 +70,7 @@ class _EnvParser:
         self.environ = environ
         self.errors: list[str] = []
 
-    def add(self, flag: str, *, help: str, default: Any = None, **kw: Any) -> None:  # noqa: A002
+    def add(self, flag: str, *, help: str, default: Any = None, **kw: Any) -> None:
         twin = env_name(flag)
         if twin in self.environ:
             default = self.environ[twin]
@@ -157,8 +157,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "credentials and Services of an operator-managed PostgreSQL cluster.",
     )
     top = _EnvParser(parser, environ)
-    top.add("--log-level", help="log level", default="INFO",
-            choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    top.add(
+        "--log-level",
+        help="log level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
     top.add("--log-format", help="log line format", default="text", choices=["text", "json"])
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render = subs.add_parser(
@@ -176,7 +180,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 def env_params(environ: Mapping[str, str]) -> list[Param]:
     """``PGPOOL_PARAMS_<NAME>=<value>`` → ``<name> = '<value>'`` (environ splits at the first =)."""
     return [
-        Param(name=key[len(PARAMS_PREFIX):].lower(), value=value, source=f"env {key}")
+        Param(name=key[len(PARAMS_PREFIX) :].lower(), value=value, source=f"env {key}")
         for key, value in sorted(environ.items())
         if key.startswith(PARAMS_PREFIX) and len(key) > len(PARAMS_PREFIX)
     ]
@@ -185,8 +189,11 @@ def env_params(environ: Mapping[str, str]) -> list[Param]:
 def env_credentials(environ: Mapping[str, str]) -> tuple[list[Credential | Problem], list[Problem]]:
     """Every ``X_USERNAME``/``X_PASSWORD`` pair, X being the text before the first ``_``."""
     prefixes = sorted(
-        {key.split("_", 1)[0] for key, value in environ.items()
-         if key.endswith("_USERNAME") and value and "_" in key}
+        {
+            key.split("_", 1)[0]
+            for key, value in environ.items()
+            if key.endswith("_USERNAME") and value and "_" in key
+        }
     )
     out: list[Credential | Problem] = []
     warnings: list[Problem] = []
@@ -195,11 +202,17 @@ def env_credentials(environ: Mapping[str, str]) -> tuple[list[Credential | Probl
         if not prefix or user_var not in environ:
             continue
         if pass_var not in environ:
-            warnings.append(Problem(f"env {user_var}", f"{pass_var} is not set: user skipped",
-                                    fatal=False))
+            warnings.append(
+                Problem(f"env {user_var}", f"{pass_var} is not set: user skipped", fatal=False)
+            )
             continue
-        out.append(Credential(user=environ[user_var], password=environ[pass_var],
-                              source=f"env {user_var}/{pass_var}"))
+        out.append(
+            Credential(
+                user=environ[user_var],
+                password=environ[pass_var],
+                source=f"env {user_var}/{pass_var}",
+            )
+        )
     return out, warnings
 
 
@@ -250,5 +263,6 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     if ns._env_errors:
         parser.error("; ".join(ns._env_errors))
     common = _common(ns, environ) if ns.command in ("render", "run") else None
-    return Settings(command=ns.command, log_level=ns.log_level, log_format=ns.log_format,
-                    common=common)
+    return Settings(
+        command=ns.command, log_level=ns.log_level, log_format=ns.log_format, common=common
+    )

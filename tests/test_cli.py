@@ -1,0 +1,241 @@
+"""`pgpoolsync render`: exit codes, no file changed on bad input, env twins, help."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgpoolsync import settings
+from pgpoolsync.cli import main
+
+
+def _secret(root: Path, name: str, user: str | bytes, password: str | bytes) -> None:
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "username").write_bytes(user if isinstance(user, bytes) else user.encode())
+    (d / "password").write_bytes(password if isinstance(password, bytes) else password.encode())
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[bytes, int, int]]:
+    return {
+        p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(directory.iterdir())
+    }
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    secrets, config = tmp_path / "secrets", tmp_path / "config"
+    _secret(secrets, "alice", "alice", "alice-pw")
+    return secrets, config
+
+
+def _render(config: Path, secrets: Path, *extra: str, env: dict[str, str] | None = None) -> int:
+    argv = [
+        "render",
+        "--config-dir",
+        str(config),
+        "--secrets-dir",
+        str(secrets),
+        "--primary-host",
+        "db",
+        *extra,
+    ]
+    return main(argv, env or {})
+
+
+def test_render_writes_the_four_files_with_safe_modes(dirs: tuple[Path, Path]) -> None:
+    secrets, config = dirs
+    assert _render(config, secrets, env={"APP_USERNAME": "app", "APP_PASSWORD": "app-pw"}) == 0
+    assert sorted(p.name for p in config.iterdir()) == [
+        ".pgpoolkey",
+        "pcp.conf",
+        "pgpool.conf",
+        "pool_hba.conf",
+        "pool_passwd",
+    ]
+    users = [ln.split(":")[0] for ln in (config / "pool_passwd").read_text().splitlines()]
+    assert users == ["alice", "app"]
+    for name in (".pgpoolkey", "pool_passwd", "pcp.conf"):
+        assert (config / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_second_render_changes_nothing(dirs: tuple[Path, Path]) -> None:
+    secrets, config = dirs
+    assert _render(config, secrets) == 0
+    before = _snapshot(config)
+    assert _render(config, secrets) == 0
+    assert _snapshot(config) == before
+
+
+BAD_INPUTS = [
+    ({"X_USERNAME": "x", "X_PASSWORD": "a\nb"}, None, "env X_USERNAME/X_PASSWORD"),
+    ({"PGPOOL_PARAMS_PORT": "99'99"}, None, "env PGPOOL_PARAMS_PORT"),
+    ({"PGPOOL_PARAMS_BAD-NAME": "1"}, None, "env PGPOOL_PARAMS_BAD-NAME"),
+    ({}, ("bob", "bob", "p" * 80), "bob: password of user 'bob' is 80 bytes"),
+    ({}, ("bob", "bob", ""), "bob: password of user 'bob' is empty"),
+    ({}, ("bob", "bo\rb", "pw"), "bob: user name contains a carriage return"),
+    ({}, ("bob", "alice", "other-pw"), "different passwords"),
+]
+
+
+@pytest.mark.parametrize(("env", "secret", "message"), BAD_INPUTS)
+def test_bad_input_exits_1_names_the_source_and_changes_no_file(
+    dirs: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    secret: tuple[str, str, str] | None,
+    message: str,
+) -> None:
+    secrets, config = dirs
+    assert _render(config, secrets) == 0
+    before = _snapshot(config)
+    if secret:
+        _secret(secrets, *secret)
+    assert _render(config, secrets, env=env) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "nothing written" in err
+    assert _snapshot(config) == before
+
+
+def test_bad_input_on_a_fresh_directory_creates_nothing(tmp_path: Path) -> None:
+    secrets, config = tmp_path / "s", tmp_path / "c"
+    _secret(secrets, "bad", "u", "p\0")
+    assert _render(config, secrets) == 1
+    assert not config.exists()
+
+
+def test_an_already_hashed_password_is_a_warning_not_a_failure(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets, config = dirs
+    _secret(secrets, "hashed", "h", "md5" + "0" * 32)
+    assert _render(config, secrets) == 0
+    assert "warning: secrets dir secrets/hashed" in capsys.readouterr().err
+    assert "h:" not in (config / "pool_passwd").read_text()
+
+
+def test_an_invalid_pool_hba_file_exits_1(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets, config = dirs
+    hba = secrets.parent / "hba"
+    hba.write_text("host all all 10.0.0.0/40 md5\n")
+    assert _render(config, secrets, "--pool-hba-file", str(hba)) == 1
+    assert "pool_hba.conf: line 1: invalid CIDR mask" in capsys.readouterr().err
+
+
+def test_a_valid_pool_hba_file_is_used(dirs: tuple[Path, Path]) -> None:
+    secrets, config = dirs
+    hba = secrets.parent / "hba"
+    hba.write_text("host all all 10.0.0.0/8 md5\n")
+    assert _render(config, secrets, "--pool-hba-file", str(hba)) == 0
+    assert "host all all 10.0.0.0/8 md5" in (config / "pool_hba.conf").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["render", "--password-format", "sha1"],
+        ["render", "--primary-port", "99999"],
+        ["render", "--no-such-flag"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv, {})
+    assert info.value.code == 2
+
+
+def test_an_invalid_env_twin_choice_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["render"], {"PGPOOLSYNC_PASSWORD_FORMAT": "sha1"})
+    assert info.value.code == 2
+    assert "PGPOOLSYNC_PASSWORD_FORMAT" in capsys.readouterr().err
+
+
+def test_every_flag_has_an_env_twin(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    secrets, config = dirs
+    env = {
+        "PGPOOLSYNC_CONFIG_DIR": str(config),
+        "PGPOOLSYNC_SECRETS_DIR": str(secrets),
+        "PGPOOLSYNC_PRIMARY_HOST": "db",
+        "PGPOOLSYNC_REPLICA_HOST": "db-ro",
+        "PGPOOLSYNC_REPLICA_PORT": "5433",
+        "PGPOOLSYNC_PASSWORD_FORMAT": "md5",
+    }
+    assert main(["render"], env) == 0
+    conf = (config / "pgpool.conf").read_text()
+    assert "backend_hostname1 = 'db-ro'" in conf and "backend_port1 = '5433'" in conf
+    assert ":md5" in (config / "pool_passwd").read_text()
+
+
+def test_help_mentions_the_env_twin_of_every_flag() -> None:
+    parser = settings.build_parser({})
+    sub = parser._subparsers._group_actions[0].choices["render"]  # type: ignore[union-attr,index]
+    for action in sub._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert settings.env_name(flag) in (action.help or ""), flag
+
+
+def test_pgpool_password_encryption_method_md5_selects_md5_like_the_image(
+    dirs: tuple[Path, Path],
+) -> None:
+    secrets, config = dirs
+    assert _render(config, secrets, env={"PGPOOL_PASSWORD_ENCRYPTION_METHOD": "md5"}) == 0
+    assert "alice:md5" in (config / "pool_passwd").read_text()
+    assert (config / "pool_hba.conf").read_text().rstrip().endswith("md5")
+
+
+def test_env_params_split_at_the_first_equals(dirs: tuple[Path, Path]) -> None:
+    secrets, config = dirs
+    env = {"PGPOOL_PARAMS_APPLICATION_NAME_LIST": "a=b=c"}
+    assert _render(config, secrets, env=env) == 0
+    assert "application_name_list = 'a=b=c'" in (config / "pgpool.conf").read_text()
+
+
+def test_x_username_pairs_use_the_text_before_the_first_underscore() -> None:
+    creds, warnings = settings.env_credentials(
+        {
+            "POSTGRES_USERNAME": "postgres",
+            "POSTGRES_PASSWORD": "pg",
+            "APP_USERNAME": "app",
+            "APP_PASSWORD": "a",
+            "MY_APP_USERNAME": "ignored",
+            "MY_APP_PASSWORD": "x",
+            "LONE_USERNAME": "lone",
+        }
+    )
+    assert sorted((c.user, c.password) for c in creds if not isinstance(c, Exception)) == [  # type: ignore[union-attr]
+        ("app", "a"),
+        ("postgres", "pg"),
+    ]
+    assert [w.source for w in warnings] == ["env LONE_USERNAME"]
+
+
+def test_pcp_password_comes_from_a_file_and_never_argv(
+    tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
+    secrets, config = dirs
+    pw = tmp_path / "pcp-pw"
+    pw.write_text("pcp-secret\n")
+    assert _render(config, secrets, "--pcp-user", "admin", "--pcp-password-file", str(pw)) == 0
+    assert re.fullmatch(r"admin:[0-9a-f]{32}", (config / "pcp.conf").read_text().splitlines()[-1])
+
+
+def test_console_script_and_module_both_run(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGPOOL", "PGPOOLSYNC"))}
+    for cmd in (
+        [sys.executable, "-m", "pgpoolsync", "--help"],
+        [str(Path(sys.executable).parent / "pgpoolsync"), "render", "--help"],
+    ):
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+        assert "render" in out

@@ -1,0 +1,56 @@
+"""Property: no input, however hostile, can add a line to any rendered file."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pgpoolsync import model, render
+from pgpoolsync.model import Backend, Credential, Inputs, Param
+
+# Text biased towards the characters that break config files.
+nasty = st.text(
+    alphabet=st.one_of(st.sampled_from("\n\r\0'\"\\:#= \t$`;"), st.characters()), max_size=40
+)
+names = st.one_of(st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True), nasty)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    creds=st.lists(st.tuples(nasty, nasty), max_size=6),
+    params=st.lists(st.tuples(names, nasty), max_size=6),
+    pcp=st.tuples(nasty, nasty),
+    host=nasty,
+    fmt=st.sampled_from(["aes", "md5", "text"]),
+)
+def test_no_input_adds_a_line_to_any_rendered_file(
+    creds: list[tuple[str, str]],
+    params: list[tuple[str, str]],
+    pcp: tuple[str, str],
+    host: str,
+    fmt: str,
+) -> None:
+    inputs = Inputs(
+        backends=(Backend(host, 5432, model.PRIMARY_FLAG),),
+        params=tuple(Param(n, v, f"env {i}") for i, (n, v) in enumerate(params)),
+        credentials=tuple(Credential(u, p, f"secret {i}") for i, (u, p) in enumerate(creds)),
+        pcp_users=(Credential(pcp[0], pcp[1], "env pcp"),),
+        password_format=fmt,
+    )
+    outcome = model.build(inputs)
+    if outcome.state is None:
+        return
+    state = outcome.state
+    files = render.render(state, pool_key=b"k")
+    passwd_lines = files["pool_passwd"].split("\n")
+    assert passwd_lines[-1] == ""
+    assert len(passwd_lines) - 1 == len(state.credentials)
+    conf = [ln for ln in files["pgpool.conf"].split("\n")[:-1] if not ln.startswith("#")]
+    assert len(conf) == len(state.params)
+    for line, (name, value) in zip(conf, state.params, strict=True):
+        assert line == f"{name} = '{value}'"
+        assert value.count("'") == 0
+    pcp_lines = [ln for ln in files["pcp.conf"].split("\n")[:-1] if not ln.startswith("#")]
+    assert len(pcp_lines) == len(state.pcp_users)
+    for text in files.values():
+        assert "\r" not in text and "\0" not in text
