@@ -365,11 +365,13 @@ def demo(argv: Sequence[str] | None = None) -> int:
     import argparse  # noqa: PLC0415 - only the demo needs it
     import sys  # noqa: PLC0415
 
-    ap = argparse.ArgumentParser(prog="python -m pgpoolsync.devcluster",
-                                 description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m pgpoolsync.devcluster", description=__doc__)
     ap.add_argument("--dir", default="/tmp/pgpoolsync-demo", help="where everything lives")
-    ap.add_argument("--check", action="store_true",
-                    help="log in through pgpool as each demo user, then stop everything")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="log in through pgpool as each demo user, then stop everything",
+    )
     args = ap.parse_args(argv)
     base = Path(args.dir)
     if base.exists():
@@ -379,8 +381,11 @@ def demo(argv: Sequence[str] | None = None) -> int:
     config = base / "config"
     pool = Pgpool(base, config, key_file=config / ".pgpoolkey")
     try:
-        print(f"starting PostgreSQL primary :{cluster.primary.port} and replica "
-              f":{cluster.replica.port} in {cluster.base}", flush=True)
+        print(
+            f"starting PostgreSQL primary :{cluster.primary.port} and replica "
+            f":{cluster.replica.port} in {cluster.base}",
+            flush=True,
+        )
         cluster.start()
         for user, password, enc in DEMO_USERS:
             cluster.set_role(user, password, encryption=enc)
@@ -388,10 +393,26 @@ def demo(argv: Sequence[str] | None = None) -> int:
         _demo_secrets(secrets)
         env = {"PATH": os.environ.get("PATH", ""), **pool.params()}
         exe = str(Path(sys.executable).parent / "pgpoolsync")
-        subprocess.run([exe, "render", "--config-dir", str(config), "--secrets-dir", str(secrets),
-                        "--primary-host", "127.0.0.1", "--primary-port", str(cluster.primary.port),
-                        "--replica-host", "127.0.0.1", "--replica-port", str(cluster.replica.port)],
-                       env=env, check=True)
+        subprocess.run(
+            [
+                exe,
+                "render",
+                "--config-dir",
+                str(config),
+                "--secrets-dir",
+                str(secrets),
+                "--primary-host",
+                "127.0.0.1",
+                "--primary-port",
+                str(cluster.primary.port),
+                "--replica-host",
+                "127.0.0.1",
+                "--replica-port",
+                str(cluster.replica.port),
+            ],
+            env=env,
+            check=True,
+        )
         pool.start()
         for user, password, enc in DEMO_USERS:
             with pool.connect(user, password) as conn:
@@ -399,9 +420,12 @@ def demo(argv: Sequence[str] | None = None) -> int:
             print(f"login ok through pgpool: {row[0] if row else '?'} (stored as {enc})")
         if args.check:
             return 0
-        print(f"\npgpool listens on 127.0.0.1:{pool.port}; files in {config}; "
-              f"secrets in {secrets}.\nTry:  PGPASSWORD=alice-pw psql -h 127.0.0.1 -p {pool.port}"
-              f" -U alice postgres -c 'SHOW pool_nodes'\nCtrl-C stops everything.", flush=True)
+        print(
+            f"\npgpool listens on 127.0.0.1:{pool.port}; files in {config}; "
+            f"secrets in {secrets}.\nTry:  PGPASSWORD=alice-pw psql -h 127.0.0.1 -p {pool.port}"
+            f" -U alice postgres -c 'SHOW pool_nodes'\nCtrl-C stops everything.",
+            flush=True,
+        )
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while pool.running():
             time.sleep(1)

@@ -13,7 +13,10 @@ import pytest
 def test_demo_logs_in_through_pgpool_as_each_demo_user(pg_base: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pgpoolsync.devcluster", "--dir", str(pg_base / "demo"), "--check"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "login ok through pgpool: alice (stored as scram-sha-256)" in result.stdout
