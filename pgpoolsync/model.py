@@ -123,6 +123,11 @@ def _forbidden_char(value: str) -> str | None:
     for char, name in _FORBIDDEN.items():
         if char in value:
             return name
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # os.environ carries undecodable bytes as lone surrogates.
+        return "bytes that are not valid UTF-8"
     return None
 
 

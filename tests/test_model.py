@@ -53,6 +53,7 @@ def test_env_params_override_defaults_and_backends() -> None:
         (Param("port", "1\r", "env PGPOOL_PARAMS_PORT"), "carriage return"),
         (Param("port", "1\0", "env PGPOOL_PARAMS_PORT"), "NUL"),
         (Param("po-rt", "1", "env PGPOOL_PARAMS_PO-RT"), "[a-z0-9_]+"),
+        (Param("port", "\udcff", "env PGPOOL_PARAMS_PORT"), "not valid UTF-8"),
         (Param("Port", "1", "env X"), "[a-z0-9_]+"),
     ],
 )
@@ -95,6 +96,8 @@ def _cred(user: str, password: str, source: str = "secret ns/s") -> Credential:
         (_cred("alice", "p" * 80), "aes", "80 bytes; pgpool's AES entries hold at most 79"),
         (_cred("alice", "é" * 40), "aes", "80 bytes"),
         (_cred("alice", "p" * 125), "text", "TEXT entries hold at most 124"),
+        (_cred("alice", "a\udcffb"), "aes", "not valid UTF-8"),
+        (_cred("\udcff", "pw"), "md5", "not valid UTF-8"),
     ],
 )
 def test_a_bad_credential_is_skipped_with_an_error_naming_its_source(
