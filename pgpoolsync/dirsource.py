@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,16 +81,12 @@ class _Handler(FileSystemEventHandler):
 
 
 class DirWatcher:
-    """Sets ``event`` whenever anything under ``root`` changes."""
+    """Calls ``notify`` whenever anything under ``root`` changes."""
 
-    def __init__(self, root: Path, event: threading.Event) -> None:
+    def __init__(self, root: Path, notify: Callable[[], None]) -> None:
         self._root = root
-        self._event = event
+        self._notify = notify
         self._observer = Observer()
-        self.last_event_at: float | None = None
-
-    def _notify(self) -> None:
-        self._event.set()
 
     def start(self) -> None:
         self._observer.schedule(_Handler(self._notify), str(self._root), recursive=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pgpoolsync import hba, passwd
 
@@ -101,6 +102,8 @@ class Inputs:
     password_format: str = "aes"
     auth_method: str = "scram-sha-256"
     hba_text: str | None = None
+    # Problems found by a source (e.g. the primary Service is missing); fatal ones block a state.
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,21 +149,62 @@ def credential_from_data(
     *,
     user_keys: Sequence[str] = USER_KEYS,
     password_keys: Sequence[str] = PASSWORD_KEYS,
+    fixed_users: Mapping[str, str] | None = None,
 ) -> Credential | Problem:
-    """A credential from a Secret's data; the role name comes from the data, not the name."""
-    user_key = next((k for k in user_keys if k in data), None)
-    if user_key is None:
-        return Problem(source, f"no user name key (expected one of {', '.join(user_keys)})")
+    """A credential from a Secret's data; the role name comes from the data, not the name.
+
+    ``fixed_users`` maps a password key to a role name for Secrets that hold no user name.
+    """
     password_key = next((k for k in password_keys if k in data), None)
     if password_key is None:
         return Problem(source, f"no password key (expected one of {', '.join(password_keys)})")
-    user = _decode(source, user_key, data[user_key])
+    if fixed_users and password_key in fixed_users:
+        user: str | Problem = fixed_users[password_key]
+    else:
+        user_key = next((k for k in user_keys if k in data), None)
+        if user_key is None:
+            return Problem(source, f"no user name key (expected one of {', '.join(user_keys)})")
+        user = _decode(source, user_key, data[user_key])
     if isinstance(user, Problem):
         return user
     password = _decode(source, password_key, data[password_key])
     if isinstance(password, Problem):
         return password
     return Credential(user=user, password=password, source=source)
+
+
+SERVICE_PORT_NAMES = ("postgres", "postgresql", "pgport")
+
+
+def service_port(service: Mapping[str, Any]) -> int:
+    """The port named postgres/postgresql/pgport, else the only port, else 5432."""
+    ports = (service.get("spec") or {}).get("ports") or []
+    for port in ports:
+        if port.get("name") in SERVICE_PORT_NAMES:
+            return int(port["port"])
+    if len(ports) == 1:
+        return int(ports[0]["port"])
+    return 5432
+
+
+def service_host(service: Mapping[str, Any], *, address: str) -> str | None:
+    """``{svc}.{ns}.svc`` (survives failover and Pod restarts), or ``spec.clusterIP``."""
+    meta = service.get("metadata") or {}
+    if address == "cluster-ip":
+        ip = (service.get("spec") or {}).get("clusterIP")
+        return ip if ip and ip != "None" else None
+    return f"{meta.get('name')}.{meta.get('namespace')}.svc"
+
+
+def ready_endpoints(slices: Iterable[Mapping[str, Any]]) -> int:
+    """Ready endpoints across a Service's EndpointSlices (each address counted once)."""
+    seen: set[str] = set()
+    for s in slices:
+        for ep in s.get("endpoints") or []:
+            ready = (ep.get("conditions") or {}).get("ready")
+            if ready is None or ready:
+                seen.update(ep.get("addresses") or [])
+    return len(seen)
 
 
 def check_credential(cred: Credential, *, password_format: str) -> Problem | None:
@@ -267,12 +311,12 @@ def build(inputs: Inputs) -> Outcome:
     Credential problems drop that credential only; parameter, pool_hba or PCP problems prevent a
     state (``state`` is None) so that the last good files stay in place.
     """
-    problems: list[Problem] = []
+    problems: list[Problem] = list(inputs.problems)
     if inputs.password_format not in passwd.FORMATS:
         problems.append(Problem("--password-format", f"unknown format {inputs.password_format!r}"))
     if inputs.auth_method not in hba.AUTH_METHODS:
         problems.append(Problem("--auth-method", f"unknown method {inputs.auth_method!r}"))
-    if problems:
+    if any(p.fatal for p in problems):
         return Outcome(None, tuple(problems))
 
     defaults = [Param(n, v, "default") for n, v in DEFAULT_PARAMS]

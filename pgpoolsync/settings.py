@@ -18,6 +18,7 @@ from typing import Any
 
 from pgpoolsync import hba, passwd
 from pgpoolsync.model import Credential, Param, Problem
+from pgpoolsync.presets import PRESETS
 
 ENV_PREFIX = "PGPOOLSYNC_"
 PARAMS_PREFIX = "PGPOOL_PARAMS_"
@@ -55,7 +56,7 @@ class Settings:
     log_level: str
     log_format: str
     common: Common | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    run: RunSettings | None = None
 
 
 def env_name(flag: str) -> str:
@@ -173,8 +174,117 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     render_env = _EnvParser(render, environ)
     add_common_flags(render_env)
-    parser.set_defaults(_env_errors=top.errors + render_env.errors)
+    run = subs.add_parser(
+        "run",
+        help="keep the files in step with a secrets directory or the Kubernetes API, "
+        "reloading pgpool through PCP",
+        description="Apply at once (files exist before pgpool starts), then on every change: "
+        "render, write what changed atomically, reload pgpool over PCP (retried until it "
+        "succeeds). Invalid Secrets are reported and skipped; the rest keeps working.",
+    )
+    run_env = _EnvParser(run, environ)
+    add_common_flags(run_env)
+    add_run_flags(run_env)
+    parser.set_defaults(_env_errors=top.errors + render_env.errors + run_env.errors)
     return parser
+
+
+def add_run_flags(p: _EnvParser) -> None:
+    p.add(
+        "--kube",
+        help="watch the Kubernetes API (in-cluster config, else kubeconfig)",
+        action="store_true",
+    )
+    p.add("--kubeconfig", help="kubeconfig file (implies --kube; skips in-cluster config)")
+    p.add(
+        "--namespace",
+        help="namespace of the cluster's Secrets and Services (default: the pod's own)",
+    )
+    p.add("--preset", help="operator conventions for Secrets and Services", choices=sorted(PRESETS))
+    p.add("--cluster", help="the operator's cluster name (with --preset)")
+    p.add("--secret-selector", help="label selector for credential Secrets")
+    p.add("--secret-names", help="comma-separated credential Secret names")
+    p.add("--primary-service", help="primary Service name")
+    p.add("--replica-service", help="replica Service name")
+    p.add(
+        "--service-address",
+        help="backend host: the Service DNS name {svc}.{ns}.svc, or its clusterIP",
+        default="dns",
+        choices=["dns", "cluster-ip"],
+    )
+    p.add("--pcp-host", help="pgpool's PCP host", default="127.0.0.1")
+    p.add("--pcp-port", help="pgpool's PCP port (default: pcp_port of pgpool.conf)", type=_port)
+    p.add("--listen", help="address of /metrics, /healthz, /readyz", default=":9720")
+    p.add("--once", help="apply once and exit (init container)", action="store_true")
+    p.add("--resync-seconds", help="full resync period", default="300", type=_nonneg_int)
+    p.add(
+        "--watch-timeout-seconds",
+        help="server-side watch timeout (client read timeout is 10%% longer)",
+        default="60",
+        type=_nonneg_int,
+    )
+    p.add(
+        "--restart-policy",
+        help="what to do when a change needs a pgpool restart: never "
+        "(report only) or signal (SIGINT the pid in --pgpool-pid-file: sessions drop; needs "
+        "a shared process namespace)",
+        default="never",
+        choices=["never", "signal"],
+    )
+    p.add("--pgpool-pid-file", help="pgpool's pid file (default: pid_file_name of pgpool.conf)")
+    p.add("--pod-name", help="this pod's name, for Events (default: $POD_NAME)")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    kube: bool
+    kubeconfig: str | None
+    namespace: str | None
+    preset: str | None
+    cluster: str | None
+    secret_selector: str | None
+    secret_names: tuple[str, ...]
+    primary_service: str | None
+    replica_service: str | None
+    service_address: str
+    pcp_host: str
+    pcp_port: int | None
+    listen: str
+    once: bool
+    resync_seconds: int
+    watch_timeout_seconds: int
+    restart_policy: str
+    pgpool_pid_file: str | None
+    pod_name: str | None
+
+
+def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
+    kube = bool(ns.kube or ns.kubeconfig)
+    if ns.preset and not ns.cluster and ns.preset != "pgset":
+        raise UsageError(f"--preset {ns.preset} needs --cluster")
+    if kube and ns.secrets_dir:
+        raise UsageError("choose one source: --kube or --secrets-dir")
+    return RunSettings(
+        kube=kube,
+        kubeconfig=ns.kubeconfig or None,
+        namespace=ns.namespace or None,
+        preset=ns.preset or None,
+        cluster=ns.cluster or None,
+        secret_selector=ns.secret_selector or None,
+        secret_names=tuple(n.strip() for n in (ns.secret_names or "").split(",") if n.strip()),
+        primary_service=ns.primary_service or None,
+        replica_service=ns.replica_service or None,
+        service_address=ns.service_address,
+        pcp_host=ns.pcp_host,
+        pcp_port=int(ns.pcp_port) if ns.pcp_port else None,
+        listen=ns.listen,
+        once=bool(ns.once),
+        resync_seconds=int(ns.resync_seconds),
+        watch_timeout_seconds=int(ns.watch_timeout_seconds),
+        restart_policy=ns.restart_policy,
+        pgpool_pid_file=ns.pgpool_pid_file or None,
+        pod_name=ns.pod_name or environ.get("POD_NAME") or None,
+    )
 
 
 def env_params(environ: Mapping[str, str]) -> list[Param]:

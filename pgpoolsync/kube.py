@@ -1,0 +1,348 @@
+"""The Kubernetes source: list+watch threads that keep caches of plain dicts, and Events.
+
+The only ``import kubernetes``. One ``Watcher`` thread per watched collection lists, then watches
+from the list's resourceVersion with bookmarks and a server timeout (a longer client read timeout
+catches a silently dead socket). Objects stay raw JSON dicts (no model classes: faster, and the
+core sees plain data). On 410 Gone (HTTP status or ERROR event) the watcher relists and replaces
+its cache, so deletions missed while disconnected are seen; the official client's own 410 retry is
+off whenever ``timeout_seconds`` is passed, so it is handled here. Other errors back off (with
+Retry-After for 429) and resume from the last resourceVersion. Every change calls ``notify``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+
+class Gone(Exception):
+    """The resourceVersion is too old: relist."""
+
+
+def load_api_client(*, kubeconfig: str | None) -> kubernetes.client.ApiClient:
+    """In-cluster config first (unless a kubeconfig is named), then the kubeconfig."""
+    if not kubeconfig:
+        try:
+            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return kubernetes.client.ApiClient()
+        except kubernetes.config.ConfigException:
+            pass
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, client_configuration=cfg
+    )
+    return kubernetes.client.ApiClient(cfg)
+
+
+def in_cluster_namespace() -> str | None:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What one watcher follows: a kind in a namespace, optionally narrowed by selectors."""
+
+    kind: str  # "secrets" | "services" | "endpointslices"
+    namespace: str
+    label_selector: str | None = None
+    field_selector: str | None = None
+
+    def describe(self) -> str:
+        sel = ",".join(s for s in (self.label_selector, self.field_selector) if s)
+        return f"{self.kind} in {self.namespace}" + (f" ({sel})" if sel else "")
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+def _rv(obj: Mapping[str, Any]) -> str | None:
+    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    return str(rv) if rv else None
+
+
+class Watcher:
+    """Keeps ``cache`` (name → object) of one Collection in step, in its own thread."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        collection: Collection,
+        *,
+        notify: Callable[[], None],
+        on_restart: Callable[[str, str], None] = lambda kind, reason: None,
+        timeout_seconds: int = 60,
+        backoff_max: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.collection = collection
+        self._core = kubernetes.client.CoreV1Api(api)
+        self._discovery = kubernetes.client.DiscoveryV1Api(api)
+        self._notify = notify
+        self._on_restart = on_restart
+        self.timeout_seconds = timeout_seconds
+        self.read_timeout = timeout_seconds * 1.1 + 1
+        self._backoff_max = backoff_max
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[str, Obj] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"watch-{collection.kind}", daemon=True
+        )
+        self.synced = threading.Event()
+        self.last_progress = clock()
+        self.resource_version: str | None = None
+
+    # -- public -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def snapshot(self) -> list[Obj]:
+        with self._lock:
+            return [self._cache[k] for k in sorted(self._cache)]
+
+    def stale_for(self) -> float:
+        """Seconds since the watch last made progress (list, event, bookmark, clean timeout)."""
+        return self._clock() - self.last_progress
+
+    # -- the loop ------------------------------------------------------------------------
+    def _call(self, **kw: Any) -> Any:
+        c = self.collection
+        if c.label_selector:
+            kw["label_selector"] = c.label_selector
+        if c.field_selector:
+            kw["field_selector"] = c.field_selector
+        kw["_preload_content"] = False
+        if c.kind == "secrets":
+            return self._core.list_namespaced_secret(c.namespace, **kw)
+        if c.kind == "services":
+            return self._core.list_namespaced_service(c.namespace, **kw)
+        if c.kind == "endpointslices":
+            return self._discovery.list_namespaced_endpoint_slice(c.namespace, **kw)
+        raise ValueError(f"unknown kind {c.kind}")
+
+    def _progress(self) -> None:
+        self.last_progress = self._clock()
+
+    def _relist(self) -> str:
+        resp = self._call(_request_timeout=(5, self.read_timeout))
+        try:
+            body = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        items = {_name(o): o for o in body.get("items") or []}
+        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        with self._lock:
+            changed = items != self._cache
+            self._cache = items
+        self.resource_version = rv
+        self._progress()
+        self.synced.set()
+        if changed:
+            self._notify()
+        return rv
+
+    def _events(self, rv: str) -> Iterator[Obj]:
+        resp = self._call(
+            watch=True,
+            resource_version=rv,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self.timeout_seconds,
+            _request_timeout=(5, self.read_timeout),
+        )
+        try:
+            buf = b""
+            for chunk in resp.stream(65536, decode_content=False):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+            if buf.strip():
+                # A stream cut mid-event: drop the fragment, resume from the last whole event.
+                raise urllib3.exceptions.ProtocolError("watch stream ended inside an event")
+        finally:
+            resp.release_conn()
+
+    def _watch(self, rv: str) -> str:
+        for event in self._events(rv):
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind == "ERROR":
+                code = obj.get("code")
+                if code == 410:
+                    raise Gone(obj.get("message", "resourceVersion too old"))
+                raise ApiException(status=code or 500, reason=obj.get("message", "watch error"))
+            new_rv = _rv(obj)
+            if kind == "BOOKMARK":
+                if new_rv:
+                    rv = new_rv
+                    self.resource_version = rv
+                self._progress()
+                continue
+            name = _name(obj)
+            with self._lock:
+                if kind == "DELETED":
+                    changed = self._cache.pop(name, None) is not None
+                elif kind in ("ADDED", "MODIFIED"):
+                    changed = self._cache.get(name) != obj
+                    self._cache[name] = obj
+                else:
+                    changed = False
+            if new_rv:
+                rv = new_rv
+                self.resource_version = rv
+            self._progress()
+            if changed:
+                self._notify()
+        self._progress()  # a clean end at the server timeout is progress too
+        return rv
+
+    def _run(self) -> None:
+        rv: str | None = None
+        delay = 0.0
+        while not self._stop.is_set():
+            try:
+                if rv is None:
+                    rv = self._relist()
+                rv = self._watch(rv)
+                delay = 0.0
+                continue
+            except Gone:
+                log.info(
+                    "watch %s: resourceVersion too old (410), relisting", self.collection.describe()
+                )
+                self._on_restart(self.collection.kind, "gone")
+                rv = None
+                continue
+            except ApiException as exc:
+                reason, wait = self._api_error(exc)
+                if exc.status == 410:
+                    rv = None
+            except (urllib3.exceptions.HTTPError, OSError, json.JSONDecodeError) as exc:
+                reason, wait = "stream", None
+                log.info("watch %s: %s; resuming", self.collection.describe(), type(exc).__name__)
+            self._on_restart(self.collection.kind, reason)
+            delay = min(self._backoff_max, max(0.2, delay * 2))
+            pause = wait if wait is not None else delay * (0.5 + random.random() / 2)  # noqa: S311
+            self._stop.wait(pause)
+
+    def _api_error(self, exc: ApiException) -> tuple[str, float | None]:
+        status = int(exc.status or 0)
+        wait: float | None = None
+        if status == 429:
+            headers = exc.headers or {}
+            try:
+                wait = min(self._backoff_max, float(headers.get("Retry-After", "1")))
+            except ValueError:
+                wait = 1.0
+        log.warning("watch %s: API error %s; retrying", self.collection.describe(), status)
+        return (f"http_{status}" if status else "error"), wait
+
+
+def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """A Secret's data, base64-decoded (stringData is folded into data by the API server)."""
+    out: dict[str, bytes] = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            out[key] = base64.b64decode(value or "", validate=True)
+        except ValueError:
+            out[key] = b"\xff"  # not decodable: reported by the model as invalid UTF-8
+    return out
+
+
+class EventRecorder:
+    """Posts core/v1 Events about a Pod (or the offending Secret); repeats are rate-limited."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        *,
+        namespace: str,
+        pod_name: str | None,
+        component: str = "pgpoolsync",
+        clock: Callable[[], float] = time.monotonic,
+        quiet_seconds: float = 600,
+    ) -> None:
+        self._core = kubernetes.client.CoreV1Api(api)
+        self.namespace = namespace
+        self.pod_name = pod_name
+        self.component = component
+        self._clock = clock
+        self._quiet = quiet_seconds
+        self._sent: dict[tuple[str, str, str], float] = {}
+
+    def event(
+        self,
+        *,
+        reason: str,
+        message: str,
+        kind: str = "Pod",
+        name: str | None = None,
+        warning: bool = True,
+    ) -> None:
+        name = name or self.pod_name
+        if not name:
+            return
+        key = (kind, name, reason + message)
+        now = self._clock()
+        if now - self._sent.get(key, -1e18) < self._quiet:
+            return
+        self._sent[key] = now
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": self.namespace},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": kind,
+                "name": name,
+                "namespace": self.namespace,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": self.component},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._core.create_namespaced_event(self.namespace, body)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            log.warning(
+                "could not post Event %s on %s/%s: %s",
+                reason,
+                kind,
+                name,
+                getattr(exc, "status", type(exc).__name__),
+            )

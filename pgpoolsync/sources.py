@@ -1,0 +1,118 @@
+"""Turning each source's cache into a reconcile.Snapshot of model values.
+
+The secrets directory (read whole on every pass: it is small and kubelet swaps it atomically)
+and the Kubernetes watchers (Secrets by selector or name, the primary and replica Services, the
+replica Service's EndpointSlices). Settings decide which; presets supply names and keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pgpoolsync import model
+from pgpoolsync.dirsource import RawSecret, read_secrets_dir
+from pgpoolsync.reconcile import Snapshot
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    user_keys: tuple[str, ...] = model.USER_KEYS
+    password_keys: tuple[str, ...] = model.PASSWORD_KEYS
+    fixed_users: tuple[tuple[str, str], ...] = ()
+
+    def credential(
+        self, source: str, data: Mapping[str, bytes | str]
+    ) -> model.Credential | model.Problem:
+        return model.credential_from_data(
+            source,
+            data,
+            user_keys=self.user_keys,
+            password_keys=self.password_keys,
+            fixed_users=dict(self.fixed_users),
+        )
+
+
+def credentials_from_dir(
+    secrets: Sequence[RawSecret], keys: KeyConfig
+) -> list[model.Credential | model.Problem]:
+    return [keys.credential(s.source, s.data) for s in secrets]
+
+
+def dir_snapshot(root: Path | None, keys: KeyConfig) -> Callable[[], Snapshot]:
+    def snap() -> Snapshot:
+        if root is None:
+            return Snapshot(credentials=())
+        return Snapshot(credentials=tuple(credentials_from_dir(read_secrets_dir(root), keys)))
+
+    return snap
+
+
+@dataclass(frozen=True)
+class KubeNames:
+    namespace: str
+    primary_service: str
+    replica_service: str | None
+    service_address: str  # "dns" | "cluster-ip"
+
+
+def kube_snapshot(
+    *,
+    names: KubeNames,
+    keys: KeyConfig,
+    secrets: Callable[[], list[dict[str, Any]]],
+    services: Callable[[], list[dict[str, Any]]],
+    slices: Callable[[], list[dict[str, Any]]],
+    secret_data: Callable[[Mapping[str, Any]], dict[str, bytes]],
+    static_backends: Sequence[model.Backend] = (),
+) -> Callable[[], Snapshot]:
+    """A snapshot function over the watchers' caches (each a list of raw API dicts)."""
+
+    def snap() -> Snapshot:
+        creds: list[model.Credential | model.Problem] = []
+        for obj in secrets():
+            meta = obj.get("metadata") or {}
+            source = f"secret {meta.get('namespace', names.namespace)}/{meta.get('name')}"
+            creds.append(keys.credential(source, secret_data(obj)))
+        problems: list[model.Problem] = []
+        backends: list[model.Backend] | None = None
+        if static_backends:
+            return Snapshot(credentials=tuple(creds))
+        by_name = {(o.get("metadata") or {}).get("name"): o for o in services()}
+        primary = by_name.get(names.primary_service)
+        ns = names.namespace
+        if primary is None:
+            problems.append(
+                model.Problem(
+                    f"service {ns}/{names.primary_service}",
+                    "primary Service not found; keeping the last files",
+                )
+            )
+        else:
+            host = model.service_host(primary, address=names.service_address)
+            if host is None:
+                problems.append(
+                    model.Problem(f"service {ns}/{names.primary_service}", "has no clusterIP")
+                )
+            else:
+                backends = [model.Backend(host, model.service_port(primary), model.PRIMARY_FLAG)]
+                replica = by_name.get(names.replica_service) if names.replica_service else None
+                rhost = (
+                    model.service_host(replica, address=names.service_address) if replica else None
+                )
+                if replica is not None and rhost is not None:
+                    weight = model.ready_endpoints(slices())
+                    backends.append(
+                        model.Backend(
+                            rhost, model.service_port(replica), model.REPLICA_FLAG, weight=weight
+                        )
+                    )
+        return Snapshot(
+            credentials=tuple(creds),
+            backends=tuple(backends) if backends is not None else None,
+            problems=tuple(problems),
+        )
+
+    return snap

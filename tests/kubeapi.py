@@ -1,0 +1,502 @@
+"""An HTTP double of the Kubernetes API for Secrets, Services, EndpointSlices and Events.
+
+It behaves like the real API server where pgpoolsync depends on it: a global, increasing
+resourceVersion; list with label and field selectors returning the list's resourceVersion; watch
+from a resourceVersion (replaying what happened since, as chunked JSON lines), an object leaving
+a selector arriving as DELETED, periodic BOOKMARKs when asked for, ``timeoutSeconds`` ending the
+stream cleanly, and 410 Gone (an ERROR event) for a resourceVersion older than the compaction
+point. Faults can be injected: HTTP 500, 429 with Retry-After, a stream dropped mid-event, a stall.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+Obj = dict[str, Any]
+
+_PATHS = [
+    (re.compile(r"^/api/v1/namespaces/([^/]+)/(secrets|services|events)(?:/([^/]+))?$"), "v1"),
+    (
+        re.compile(
+            r"^/apis/discovery\.k8s\.io/v1/namespaces/([^/]+)/(endpointslices)(?:/([^/]+))?$"
+        ),
+        "discovery.k8s.io/v1",
+    ),
+]
+_LIST_KIND = {
+    "secrets": "SecretList",
+    "services": "ServiceList",
+    "endpointslices": "EndpointSliceList",
+    "events": "EventList",
+}
+_KIND = {
+    "secrets": "Secret",
+    "services": "Service",
+    "endpointslices": "EndpointSlice",
+    "events": "Event",
+}
+
+
+def match_labels(selector: str | None, labels: dict[str, str]) -> bool:
+    """Equality-based selectors: ``a=b``, ``a==b``, ``a!=b``, ``a`` (exists), ``!a``."""
+    if not selector:
+        return True
+    for term in selector.split(","):
+        term = term.strip()
+        if not term:
+            continue
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.replace("==", "=").split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def match_fields(selector: str | None, obj: Obj) -> bool:
+    if not selector:
+        return True
+    meta = obj.get("metadata", {})
+    for term in selector.split(","):
+        negate = "!=" in term
+        k, v = term.replace("!=", "=").replace("==", "=").split("=", 1)
+        actual = {
+            "metadata.name": meta.get("name"),
+            "metadata.namespace": meta.get("namespace"),
+        }.get(k.strip())
+        if (actual == v.strip()) == negate:
+            return False
+    return True
+
+
+@dataclass
+class Fault:
+    """A fault for the next matching request: status (500/429), 'drop' or 'stall'."""
+
+    kind: str | None  # resource plural, None = any
+    watch: bool | None  # only watch (True), only list (False), or either (None)
+    action: str  # "status" | "drop" | "stall"
+    status: int = 500
+    retry_after: int | None = None
+    after_events: int = 0  # for "drop": send this many whole events first
+
+
+@dataclass
+class Store:
+    rv: int = 1000
+    objects: dict[tuple[str, str], dict[str, Obj]] = field(default_factory=dict)
+    log: list[tuple[int, str, str, str, Obj, Obj | None]] = field(default_factory=list)
+    compacted: int = 0
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    events: list[Obj] = field(default_factory=list)
+
+
+class KubeApiDouble:
+    def __init__(self, *, bookmark_interval: float = 1.0) -> None:
+        self.store = Store()
+        self.bookmark_interval = bookmark_interval
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._stopping = threading.Event()
+        self._epoch = 0
+
+    def start(self) -> KubeApiDouble:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self.store.cond:
+            self.store.cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def write_kubeconfig(self, path: Path, *, namespace: str = "default") -> Path:
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "double",
+                    "clusters": [{"name": "double", "cluster": {"server": self.url}}],
+                    "users": [{"name": "double", "user": {}}],
+                    "contexts": [
+                        {
+                            "name": "double",
+                            "context": {
+                                "cluster": "double",
+                                "user": "double",
+                                "namespace": namespace,
+                            },
+                        }
+                    ],
+                }
+            )
+        )
+        return path
+
+    # -- test-side mutations ---------------------------------------------------------------
+    def put(self, kind: str, obj: Obj) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        ns = meta.setdefault("namespace", "default")
+        st = self.store
+        with st.cond:
+            bucket = st.objects.setdefault((kind, ns), {})
+            old = bucket.get(meta["name"])
+            st.rv += 1
+            meta["resourceVersion"] = str(st.rv)
+            meta.setdefault("uid", f"uid-{meta['name']}-{st.rv}")
+            obj.setdefault(
+                "apiVersion", "discovery.k8s.io/v1" if kind == "endpointslices" else "v1"
+            )
+            obj.setdefault("kind", _KIND[kind])
+            bucket[meta["name"]] = obj
+            st.log.append((st.rv, "MODIFIED" if old else "ADDED", kind, ns, obj, old))
+            st.cond.notify_all()
+        return obj
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
+        st = self.store
+        with st.cond:
+            obj = st.objects.get((kind, namespace), {}).pop(name, None)
+            if obj is None:
+                return
+            st.rv += 1
+            gone = copy.deepcopy(obj)
+            gone["metadata"]["resourceVersion"] = str(st.rv)
+            st.log.append((st.rv, "DELETED", kind, namespace, gone, obj))
+            st.cond.notify_all()
+
+    def compact(self) -> None:
+        """Forget history: watches from any older resourceVersion get 410 Gone."""
+        with self.store.cond:
+            self.store.compacted = self.store.rv
+            self.store.log.clear()
+            self.store.cond.notify_all()
+
+    def inject(self, fault: Fault) -> None:
+        with self.store.cond:
+            self.store.faults.append(fault)
+
+    def drop_watches(self) -> None:
+        """Close every open watch stream (like an API server restart)."""
+        with self.store.cond:
+            self._epoch += 1
+            self.store.cond.notify_all()
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _take_fault(self, kind: str, watch: bool) -> Fault | None:
+        with self.store.cond:
+            for i, f in enumerate(self.store.faults):
+                if (f.kind in (None, kind)) and (f.watch is None or f.watch == watch):
+                    return self.store.faults.pop(i)
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _json(self, status: int, body: Obj, headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _status(
+                self, code: int, reason: str, message: str, headers: dict[str, str] | None = None
+            ) -> None:
+                self._json(
+                    code,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "message": message,
+                        "reason": reason,
+                        "code": code,
+                    },
+                    headers,
+                )
+
+            def _route(self) -> tuple[str, str, str | None, dict[str, list[str]]] | None:
+                url = urlparse(self.path)
+                for pattern, _ in _PATHS:
+                    m = pattern.match(url.path)
+                    if m:
+                        return m.group(1), m.group(2), m.group(3), parse_qs(url.query)
+                return None
+
+            def do_POST(self) -> None:
+                route = self._route()
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                double.store.requests.append(f"POST {self.path}")
+                if not route or route[1] != "events":
+                    self._status(404, "NotFound", "not found")
+                    return
+                with double.store.cond:
+                    double.store.events.append(body)
+                self._json(201, body)
+
+            def do_GET(self) -> None:
+                route = self._route()
+                double.store.requests.append(f"GET {self.path}")
+                if not route:
+                    self._status(404, "NotFound", f"no route for {self.path}")
+                    return
+                ns, kind, name, q = route
+                watch = q.get("watch", ["false"])[0] in ("true", "1")
+                fault = double._take_fault(kind, watch)
+                if fault and fault.action == "status":
+                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+                    self._status(
+                        fault.status,
+                        "InternalError" if fault.status >= 500 else "TooManyRequests",
+                        "injected fault",
+                        headers,
+                    )
+                    return
+                if fault and fault.action == "stall" and not watch:
+                    time.sleep(60)
+                    return
+                labels = q.get("labelSelector", [None])[0]
+                fields = q.get("fieldSelector", [None])[0]
+                if name:
+                    fields = ",".join(x for x in (fields, f"metadata.name={name}") if x)
+                if watch:
+                    self._watch(ns, kind, labels, fields, q, fault)
+                else:
+                    self._list(ns, kind, labels, fields)
+
+            def _matches(self, obj: Obj, labels: str | None, fields: str | None) -> bool:
+                meta = obj.get("metadata", {})
+                return match_labels(labels, meta.get("labels") or {}) and match_fields(fields, obj)
+
+            def _list(self, ns: str, kind: str, labels: str | None, fields: str | None) -> None:
+                st = double.store
+                with st.cond:
+                    items = [
+                        copy.deepcopy(o)
+                        for _, o in sorted(st.objects.get((kind, ns), {}).items())
+                        if self._matches(o, labels, fields)
+                    ]
+                    rv = st.rv
+                self._json(
+                    200,
+                    {
+                        "kind": _LIST_KIND[kind],
+                        "apiVersion": "v1",
+                        "metadata": {"resourceVersion": str(rv)},
+                        "items": items,
+                    },
+                )
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def _watch(
+                self,
+                ns: str,
+                kind: str,
+                labels: str | None,
+                fields: str | None,
+                q: dict[str, list[str]],
+                fault: Fault | None,
+            ) -> None:
+                st = double.store
+                rv_param = q.get("resourceVersion", [""])[0]
+                timeout = float(q.get("timeoutSeconds", ["1800"])[0])
+                bookmarks = q.get("allowWatchBookmarks", ["false"])[0] == "true"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                sent = 0
+                try:
+                    if fault and fault.action == "stall":
+                        time.sleep(min(timeout * 2 + 5, 120))
+                        return
+                    for event in self._stream(
+                        ns, kind, labels, fields, rv_param, timeout, bookmarks
+                    ):
+                        line = json.dumps(event).encode() + b"\n"
+                        if fault and fault.action == "drop" and sent >= fault.after_events:
+                            self._chunk(line[: len(line) // 2])
+                            self.wfile.flush()
+                            self.close_connection = True
+                            self.connection.shutdown(2)
+                            return
+                        self._chunk(line)
+                        sent += 1
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    self.close_connection = True
+
+            def _stream(
+                self,
+                ns: str,
+                kind: str,
+                labels: str | None,
+                fields: str | None,
+                rv_param: str,
+                timeout: float,
+                bookmarks: bool,
+            ) -> Iterator[Obj]:
+                st = double.store
+                deadline = time.monotonic() + timeout
+                next_bookmark = time.monotonic() + double.bookmark_interval
+                epoch = double._epoch
+                with st.cond:
+                    if rv_param in ("", "0"):
+                        # Synthetic ADDED for the current state, then changes from now on.
+                        pos = st.rv
+                        initial = [
+                            copy.deepcopy(o)
+                            for o in st.objects.get((kind, ns), {}).values()
+                            if self._matches(o, labels, fields)
+                        ]
+                    else:
+                        pos = int(rv_param)
+                        initial = []
+                        if pos < st.compacted:
+                            yield {
+                                "type": "ERROR",
+                                "object": {
+                                    "kind": "Status",
+                                    "apiVersion": "v1",
+                                    "status": "Failure",
+                                    "message": f"too old resource version: {pos} ({st.compacted})",
+                                    "reason": "Expired",
+                                    "code": 410,
+                                },
+                            }
+                            return
+                for obj in initial:
+                    yield {"type": "ADDED", "object": obj}
+                while not double._stopping.is_set():
+                    with st.cond:
+                        pending = [e for e in st.log if e[0] > pos and e[2] == kind and e[3] == ns]
+                        if not pending:
+                            now = time.monotonic()
+                            wait = min(deadline, next_bookmark if bookmarks else deadline) - now
+                            if wait > 0:
+                                st.cond.wait(wait)
+                            if double._epoch != epoch:
+                                return
+                            pending = [
+                                e for e in st.log if e[0] > pos and e[2] == kind and e[3] == ns
+                            ]
+                        rv_now = st.rv
+                    for rv, etype, _, _, obj, old in pending:
+                        pos = rv
+                        now_match = self._matches(obj, labels, fields)
+                        was_match = old is not None and self._matches(old, labels, fields)
+                        if etype == "DELETED":
+                            if was_match:
+                                yield {"type": "DELETED", "object": copy.deepcopy(obj)}
+                        elif now_match:
+                            yield {
+                                "type": "MODIFIED" if was_match else "ADDED",
+                                "object": copy.deepcopy(obj),
+                            }
+                        elif was_match:
+                            gone = copy.deepcopy(obj)
+                            yield {"type": "DELETED", "object": gone}
+                    now = time.monotonic()
+                    if now >= deadline:
+                        return
+                    if bookmarks and now >= next_bookmark:
+                        next_bookmark = now + double.bookmark_interval
+                        pos = max(pos, rv_now)
+                        yield {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "kind": _KIND[kind],
+                                "apiVersion": "v1",
+                                "metadata": {"resourceVersion": str(pos)},
+                            },
+                        }
+
+        return Handler
+
+
+def secret(
+    name: str,
+    data: dict[str, str],
+    *,
+    labels: dict[str, str] | None = None,
+    namespace: str = "default",
+) -> Obj:
+    import base64
+
+    return {
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def service(
+    name: str,
+    *,
+    port: int = 5432,
+    cluster_ip: str = "10.0.0.1",
+    port_name: str = "postgres",
+    namespace: str = "default",
+) -> Obj:
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "clusterIP": cluster_ip,
+            "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        },
+    }
+
+
+def endpoint_slice(
+    name: str, service_name: str, addresses: list[tuple[str, bool]], namespace: str = "default"
+) -> Obj:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service_name},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [a], "conditions": {"ready": r}} for a, r in addresses],
+    }
