@@ -9,6 +9,7 @@ notices (``N``) are skipped. The only socket user in pgpoolsync.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import struct
@@ -71,10 +72,8 @@ class PcpClient:
     def close(self) -> None:
         if self._sock is None:
             return
-        try:
+        with contextlib.suppress(OSError, PcpError):
             self._send(b"X", b"")
-        except (OSError, PcpError):
-            pass
         self._sock.close()
         self._sock = None
 

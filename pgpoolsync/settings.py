@@ -373,6 +373,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     if ns._env_errors:
         parser.error("; ".join(ns._env_errors))
     common = _common(ns, environ) if ns.command in ("render", "run") else None
+    run = _run_settings(ns, environ) if ns.command == "run" else None
     return Settings(
-        command=ns.command, log_level=ns.log_level, log_format=ns.log_format, common=common
+        command=ns.command,
+        log_level=ns.log_level,
+        log_format=ns.log_format,
+        common=common,
+        run=run,
     )

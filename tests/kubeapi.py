@@ -51,8 +51,8 @@ def match_labels(selector: str | None, labels: dict[str, str]) -> bool:
     """Equality-based selectors: ``a=b``, ``a==b``, ``a!=b``, ``a`` (exists), ``!a``."""
     if not selector:
         return True
-    for term in selector.split(","):
-        term = term.strip()
+    for raw in selector.split(","):
+        term = raw.strip()
         if not term:
             continue
         if "!=" in term:
@@ -337,7 +337,6 @@ class KubeApiDouble:
                 q: dict[str, list[str]],
                 fault: Fault | None,
             ) -> None:
-                st = double.store
                 rv_param = q.get("resourceVersion", [""])[0]
                 timeout = float(q.get("timeoutSeconds", ["1800"])[0])
                 bookmarks = q.get("allowWatchBookmarks", ["false"])[0] == "true"
