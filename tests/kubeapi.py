@@ -108,6 +108,7 @@ class Store:
     cond: threading.Condition = field(default_factory=threading.Condition)
     faults: list[Fault] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, what)
     events: list[Obj] = field(default_factory=list)
 
 
@@ -117,6 +118,7 @@ class KubeApiDouble:
         self.bookmark_interval = bookmark_interval
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -280,6 +282,9 @@ class KubeApiDouble:
                 ns, kind, name, q = route
                 watch = q.get("watch", ["false"])[0] in ("true", "1")
                 fault = double._take_fault(kind, watch)
+                if fault:
+                    double.store.timeline.append((time.monotonic(), f"fault {fault.action}"))
+                double.store.timeline.append((time.monotonic(), f"GET {kind} watch={watch}"))
                 if fault and fault.action == "status":
                     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
                     self._status(
@@ -409,6 +414,8 @@ class KubeApiDouble:
                     yield {"type": "ADDED", "object": obj}
                 while not double._stopping.is_set():
                     with st.cond:
+                        if double._epoch != epoch:
+                            return
                         pending = [e for e in st.log if e[0] > pos and e[2] == kind and e[3] == ns]
                         if not pending:
                             now = time.monotonic()
