@@ -360,8 +360,16 @@ def _demo_secrets(root: Path) -> None:
         (d / "password").write_text(password)
 
 
+def _login(pool: Pgpool, user: str, password: str) -> bool:
+    try:
+        with pool.connect(user, password) as conn:
+            return conn.execute("SELECT current_user").fetchone() == (user,)
+    except psycopg.OperationalError:
+        return False
+
+
 def demo(argv: Sequence[str] | None = None) -> int:
-    """Start the demo; with --check, log in once as each demo user and stop."""
+    """Start the demo; with --check, prove logins and a live rotation, then stop."""
     import argparse  # noqa: PLC0415 - only the demo needs it
     import sys  # noqa: PLC0415
 
@@ -370,7 +378,7 @@ def demo(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--check",
         action="store_true",
-        help="log in through pgpool as each demo user, then stop everything",
+        help="log in as each demo user, rotate alice's password live, then stop",
     )
     args = ap.parse_args(argv)
     base = Path(args.dir)
@@ -380,6 +388,7 @@ def demo(argv: Sequence[str] | None = None) -> int:
     cluster = PgCluster(base / "pg")
     config = base / "config"
     pool = Pgpool(base, config, key_file=config / ".pgpoolkey")
+    sync: subprocess.Popen[bytes] | None = None
     try:
         print(
             f"starting PostgreSQL primary :{cluster.primary.port} and replica "
@@ -391,49 +400,87 @@ def demo(argv: Sequence[str] | None = None) -> int:
             cluster.set_role(user, password, encryption=enc)
         secrets = base / "secrets"
         _demo_secrets(secrets)
-        env = {"PATH": os.environ.get("PATH", ""), **pool.params()}
+        metrics_port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            **pool.params(),
+            "PGPOOL_PCP_USER": "pcpadmin",
+            "PGPOOL_PCP_PASSWORD": "demo-pcp-password",
+        }
         exe = str(Path(sys.executable).parent / "pgpoolsync")
-        subprocess.run(
-            [
-                exe,
-                "render",
-                "--config-dir",
-                str(config),
-                "--secrets-dir",
-                str(secrets),
-                "--primary-host",
-                "127.0.0.1",
-                "--primary-port",
-                str(cluster.primary.port),
-                "--replica-host",
-                "127.0.0.1",
-                "--replica-port",
-                str(cluster.replica.port),
-            ],
-            env=env,
-            check=True,
-        )
+        with (base / "pgpoolsync.log").open("ab") as logf:
+            sync = subprocess.Popen(
+                [
+                    exe,
+                    "run",
+                    "--config-dir",
+                    str(config),
+                    "--secrets-dir",
+                    str(secrets),
+                    "--primary-host",
+                    "127.0.0.1",
+                    "--primary-port",
+                    str(cluster.primary.port),
+                    "--replica-host",
+                    "127.0.0.1",
+                    "--replica-port",
+                    str(cluster.replica.port),
+                    "--listen",
+                    f"127.0.0.1:{metrics_port}",
+                ],
+                env=env,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while not (config / "pool_passwd").exists():
+            if time.monotonic() > deadline or sync.poll() is not None:
+                raise RuntimeError("pgpoolsync did not write the files; see pgpoolsync.log")
+            time.sleep(0.05)
         pool.start()
         for user, password, enc in DEMO_USERS:
-            with pool.connect(user, password) as conn:
-                row = conn.execute("SELECT current_user, inet_server_port()").fetchone()
-            print(f"login ok through pgpool: {row[0] if row else '?'} (stored as {enc})")
+            deadline = time.monotonic() + 20
+            while not _login(pool, user, password):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{user} cannot log in through pgpool")
+                time.sleep(0.1)
+            print(f"login ok through pgpool: {user} (stored as {enc})", flush=True)
         if args.check:
+            cluster.set_role("alice", "alice-rotated", encryption="scram-sha-256")
+            (secrets / "alice" / "password").write_text("alice-rotated")
+            deadline = time.monotonic() + 20
+            while not _login(pool, "alice", "alice-rotated"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("rotated password not accepted")
+                time.sleep(0.05)
+            print(
+                "rotation ok: alice logs in with her new password, pgpool was not restarted",
+                flush=True,
+            )
             return 0
         print(
-            f"\npgpool listens on 127.0.0.1:{pool.port}; files in {config}; "
-            f"secrets in {secrets}.\nTry:  PGPASSWORD=alice-pw psql -h 127.0.0.1 -p {pool.port}"
-            f" -U alice postgres -c 'SHOW pool_nodes'\nCtrl-C stops everything.",
+            f"""
+pgpool listens on 127.0.0.1:{pool.port}; files in {config}; pgpoolsync metrics on
+http://127.0.0.1:{metrics_port}/metrics; logs in {base}.
+Log in:      PGPASSWORD=alice-pw psql -h 127.0.0.1 -p {pool.port} -U alice postgres
+Rotate live: psql -h {cluster.primary.sockdir} -p {cluster.primary.port} -U postgres \\
+               -c "ALTER ROLE alice PASSWORD 'new-pw'"
+             printf new-pw > {secrets}/alice/password
+             PGPASSWORD=new-pw psql -h 127.0.0.1 -p {pool.port} -U alice postgres
+Ctrl-C stops everything.""",
             flush=True,
         )
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while pool.running():
+        while pool.running() and sync.poll() is None:
             time.sleep(1)
-        print("pgpool exited; log tail:\n" + pool.log_tail())
+        print("pgpool or pgpoolsync exited; pgpool log tail:\n" + pool.log_tail())
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
+        if sync is not None and sync.poll() is None:
+            sync.terminate()
+            sync.wait(timeout=15)
         pool.stop()
         cluster.stop()
 

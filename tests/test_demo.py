@@ -21,3 +21,4 @@ def test_demo_logs_in_through_pgpool_as_each_demo_user(pg_base: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "login ok through pgpool: alice (stored as scram-sha-256)" in result.stdout
     assert "login ok through pgpool: bob (stored as md5)" in result.stdout
+    assert "rotation ok: alice logs in with her new password" in result.stdout
