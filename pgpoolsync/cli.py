@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from pgpoolsync import logsetup, metrics, model, pcp, reconcile, sources
 from pgpoolsync.dirsource import DirWatcher, SecretsDirError, read_secrets_dir
 from pgpoolsync.presets import PRESETS, Preset
-from pgpoolsync.settings import Common, RunSettings, UsageError, parse
+from pgpoolsync.settings import Common, ExporterSettings, RunSettings, UsageError, parse
 from pgpoolsync.writer import KeyFileError
 
 log = logging.getLogger("pgpoolsync")
@@ -276,6 +276,30 @@ def cmd_run(common: Common, run: RunSettings) -> int:
     return EXIT_OK
 
 
+def cmd_exporter(settings: ExporterSettings) -> int:
+    from pgpoolsync.exporter import Scraper, mask  # noqa: PLC0415 - only this command needs psycopg
+
+    registry = CollectorRegistry()
+    scraper = Scraper(conninfo=settings.conninfo, password=settings.password)
+    registry.register(metrics.FamiliesCollector(scraper.scrape))
+    host, port = metrics.parse_listen(settings.listen)
+    server = metrics.serve(
+        registry=registry, healthy=lambda: (True, "ok"), ready=lambda: True, host=host, port=port
+    )
+    log.info(
+        "exporting pgpool metrics from %s on %s:%d",
+        mask(settings.conninfo),
+        host,
+        server.server_address[1],
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    stop.wait()
+    server.shutdown()
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else argv
@@ -289,6 +313,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if settings.command == "render":
             assert settings.common is not None
             return cmd_render(settings.common)
+        if settings.command == "exporter":
+            assert settings.exporter is not None
+            return cmd_exporter(settings.exporter)
         if settings.command == "run":
             assert settings.common is not None and settings.run is not None
             return cmd_run(settings.common, settings.run)

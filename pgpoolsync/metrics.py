@@ -1,16 +1,17 @@
-"""pgpoolsync's own metrics and its /metrics, /healthz, /readyz endpoints.
+"""pgpoolsync's own metrics, the exporter's collector, and the /metrics, /healthz, /readyz server.
 
-Owns the metric families (prefix ``pgpoolsync_``) on a registry handed in (never the global
-one) and the small HTTP server. /healthz fails when a watch has made no progress past its
-timeout; /readyz is ok once the first apply is on disk.
+The only ``import prometheus_client``. Owns the metric families (prefix ``pgpoolsync_``) on a
+registry handed in (never the global one), the per-scrape collector that turns the exporter's
+plain families into Prometheus ones, and the small HTTP server. /healthz fails when a watch has
+made no progress past its timeout; /readyz is ok once the first apply is on disk.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +21,20 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    UntypedMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+
+class FamilyLike(Protocol):
+    name: str
+    kind: str
+    help: str
+    samples: list[tuple[tuple[tuple[str, str], ...], float]]
 
 
 class Metrics:
@@ -106,3 +121,31 @@ def parse_listen(listen: str) -> tuple[str, int]:
     """``:9720`` → ("0.0.0.0", 9720); ``127.0.0.1:0`` → ("127.0.0.1", 0)."""
     host, _, port = listen.rpartition(":")
     return (host.strip("[]") or "0.0.0.0"), int(port)  # noqa: S104
+
+
+class FamiliesCollector(Collector):
+    """A per-scrape custom collector: calls ``scrape`` and yields what it returns."""
+
+    def __init__(self, scrape: Callable[[], Iterable[FamilyLike]]) -> None:
+        self._scrape = scrape
+
+    def collect(self) -> Iterator[Metric]:
+        for fam in self._scrape():
+            if fam.kind == "counter":
+                out: Metric = CounterMetricFamily(
+                    fam.name, fam.help, labels=_label_names(fam.samples)
+                )
+            elif fam.kind == "gauge":
+                out = GaugeMetricFamily(fam.name, fam.help, labels=_label_names(fam.samples))
+            else:
+                out = UntypedMetricFamily(fam.name, fam.help, labels=_label_names(fam.samples))
+            for labels, value in fam.samples:
+                out.add_metric([v for _, v in labels], value)  # type: ignore[attr-defined]
+            yield out
+
+    def describe(self) -> list[Metric]:
+        return []  # families depend on what pgpool answers; never scrape at registration
+
+
+def _label_names(samples: Sequence[tuple[tuple[tuple[str, str], ...], float]]) -> list[str]:
+    return [k for k, _ in samples[0][0]] if samples else []

@@ -57,6 +57,7 @@ class Settings:
     log_format: str
     common: Common | None = None
     run: RunSettings | None = None
+    exporter: ExporterSettings | None = None
 
 
 def env_name(flag: str) -> str:
@@ -185,8 +186,50 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     run_env = _EnvParser(run, environ)
     add_common_flags(run_env)
     add_run_flags(run_env)
-    parser.set_defaults(_env_errors=top.errors + render_env.errors + run_env.errors)
+    exp = subs.add_parser(
+        "exporter",
+        help="serve pgpool's metrics for Prometheus (pgpool2_exporter compatible)",
+        description="Serve pgpool's metrics (SHOW pool_nodes, pool_backend_stats, ...) on "
+        "--listen. Connection from DATA_SOURCE_NAME, or DATA_SOURCE_URI / DATA_SOURCE_USER / "
+        "DATA_SOURCE_PASS, as pgpool2_exporter.",
+    )
+    exp_env = _EnvParser(exp, environ)
+    exp_env.add("--listen", help="address of /metrics", default=":9719")
+    exp_env.add(
+        "--data-source-uri",
+        help="host:port/dbname?options (default: "
+        "$DATA_SOURCE_URI or 127.0.0.1:9999/postgres?sslmode=disable)",
+    )
+    exp_env.add("--data-source-user", help="user (default: $DATA_SOURCE_USER or postgres)")
+    exp_env.add(
+        "--data-source-pass-file", help="file holding the password (default: $DATA_SOURCE_PASS)"
+    )
+    parser.set_defaults(
+        _env_errors=top.errors + render_env.errors + run_env.errors + exp_env.errors
+    )
     return parser
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    listen: str
+    conninfo: str = field(repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def _exporter_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> ExporterSettings:
+    from pgpoolsync.exporter import conninfo_from_env  # noqa: PLC0415
+
+    conninfo, password = conninfo_from_env(
+        environ, uri=ns.data_source_uri, user=ns.data_source_user
+    )
+    if ns.data_source_pass_file:
+        try:
+            raw = Path(ns.data_source_pass_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--data-source-pass-file: {exc}") from None
+        password = raw[:-1] if raw.endswith("\n") else raw
+    return ExporterSettings(listen=ns.listen, conninfo=conninfo, password=password)
 
 
 def add_run_flags(p: _EnvParser) -> None:
@@ -374,10 +417,12 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         parser.error("; ".join(ns._env_errors))
     common = _common(ns, environ) if ns.command in ("render", "run") else None
     run = _run_settings(ns, environ) if ns.command == "run" else None
+    exporter = _exporter_settings(ns, environ) if ns.command == "exporter" else None
     return Settings(
         command=ns.command,
         log_level=ns.log_level,
         log_format=ns.log_format,
         common=common,
         run=run,
+        exporter=exporter,
     )

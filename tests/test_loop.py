@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -24,9 +25,7 @@ class Source:
         )
 
 
-def _loop(
-    tmp_path: Path, source: Source, **kw: object
-) -> tuple[reconcile.Loop, list[str], Metrics]:
+def _loop(tmp_path: Path, source: Source, **kw: Any) -> tuple[reconcile.Loop, list[str], Metrics]:
     settings = parse(
         ["run", "--config-dir", str(tmp_path)], {"PGPOOL_PCP_USER": "u", "PGPOOL_PCP_PASSWORD": "p"}
     )
@@ -40,7 +39,7 @@ def _loop(
         signal=reconcile.ChangeSignal(),
         metrics=m,
         **kw,
-    )  # type: ignore[arg-type]
+    )
     return loop, calls, m
 
 
@@ -89,8 +88,13 @@ def test_a_restart_only_change_is_reported_and_the_policy_may_restart(tmp_path: 
     assert loop.restart_needed == ("backend_port0",)
     assert _value(m, "pgpoolsync_restart_required") == 1
     assert "RestartRequired" in reports
+
     # With a restart policy the change is applied by restarting pgpool.
-    loop2, _, m2 = _loop(tmp_path / "two", Source(), restart=lambda: restarts.append(1) or True)
+    def restart() -> bool:
+        restarts.append(1)
+        return True
+
+    loop2, _, m2 = _loop(tmp_path / "two", Source(), restart=restart)
     loop2.step()
     source2 = Source()
     source2.backends = (model.Backend("db", 6000, model.PRIMARY_FLAG),)

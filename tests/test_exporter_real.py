@@ -1,0 +1,161 @@
+"""`pgpoolsync exporter` against real pgpool 4.3 + PostgreSQL primary/replica."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pgpoolsync.devcluster import PgCluster, Pgpool, free_port
+from tests.pgpool_helpers import render_cli, wait_until, write_secret
+
+pytestmark = pytest.mark.real
+
+# pgpool2_exporter's own names that break Prometheus naming conventions; kept for dashboards.
+PGPOOL2_EXPORTER_NAMES = {
+    "pgpool2_frontend_total",
+    "pgpool2_backend_total",
+    *(
+        f"pgpool2_pool_health_check_stats_{c}"
+        for c in (
+            "total_count",
+            "success_count",
+            "fail_count",
+            "skip_count",
+            "retry_count",
+            "average_retry_count",
+            "max_retry_count",
+        )
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def pool(cluster: PgCluster, pg_base: Path) -> Iterator[Pgpool]:
+    base = pg_base / "exporter"
+    cluster.set_role("monitor", "mon:pw", encryption="scram-sha-256")
+    write_secret(base / "secrets", "monitor", "monitor", "mon:pw")
+    p = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    result = render_cli(p, cluster, secrets=base / "secrets")
+    assert result.returncode == 0, result.stderr
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def exporter_url(pool: Pgpool, pg_base: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATA_SOURCE_USER": "monitor",
+        "DATA_SOURCE_PASS": "mon:pw",
+        "DATA_SOURCE_URI": f"127.0.0.1:{pool.port}/postgres?sslmode=disable",
+    }
+    log = (pg_base / "exporter" / "exporter.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "pgpoolsync"),
+            "exporter",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_until(lambda: _ok(url), what="exporter port open")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return str(r.read().decode())
+
+
+def _sample(text: str, prefix: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{prefix} not in scrape")
+
+
+def test_port_is_open_before_pgpool_answers_and_up_follows_pgpool(
+    pool: Pgpool, exporter_url: str
+) -> None:
+    assert not pool.running()
+    assert _sample(_scrape(exporter_url), "pgpool2_up ") == 0.0
+    pool.start()
+    wait_until(lambda: _sample(_scrape(exporter_url), "pgpool2_up ") == 1.0, what="up 1")
+    pool.stop()
+    assert _sample(_scrape(exporter_url), "pgpool2_up ") == 0.0
+    pool.start()  # the same exporter process reconnects
+    wait_until(lambda: _sample(_scrape(exporter_url), "pgpool2_up ") == 1.0, what="up 1 again")
+
+
+def test_values_match_show_pool_nodes(pool: Pgpool, exporter_url: str, cluster: PgCluster) -> None:
+    if not pool.running():
+        pool.start()
+    with pool.connect("monitor", "mon:pw") as conn:
+        for _ in range(3):
+            conn.execute("SELECT 1")
+        text = _scrape(exporter_url)
+        cur = conn.execute("SHOW pool_nodes")
+        cols = [d.name for d in cur.description or []]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    for row in rows:
+        labels = (
+            f'hostname="{row["hostname"]}",node_id="{row["node_id"]}",'
+            f'port="{row["port"]}",role="{row["role"]}"'
+        )
+        assert _sample(text, f"pgpool2_pool_nodes_status{{{labels}}}") == (
+            1.0 if row["status"] in ("up", "waiting") else 0.0
+        )
+        # select_cnt may only grow between our scrape and the SHOW that followed it
+        assert _sample(text, f"pgpool2_pool_nodes_select_cnt{{{labels}}}") <= float(
+            row["select_cnt"]
+        )
+        assert _sample(text, f"pgpool2_pool_nodes_lb_weight{{{labels}}}") == float(row["lb_weight"])
+    assert [r["role"] for r in rows] == ["primary", "standby"]
+    assert _sample(text, "pgpool2_frontend_total ") == 4.0  # num_init_children in the tests
+    # one pool_pools row per child x pool slot x backend: 4 x 2 x 2
+    assert _sample(text, "pgpool2_backend_total ") == 16.0
+    assert 'pgpool2_version_info{version="4.3.5"} 1.0' in text
+    assert _sample(text, "pgpool2_last_scrape_error ") == 0.0
+
+
+def test_promtool_accepts_a_real_scrape(pool: Pgpool, exporter_url: str) -> None:
+    if not pool.running():
+        pool.start()
+    text = _scrape(exporter_url)
+    assert "pgpool2_pool_backend_stats_select_cnt" in text
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    # Exit 3 = naming lints only (a parse error exits 1). The only lints allowed are on the
+    # names pgpool2_exporter has always used, which dashboards depend on.
+    assert result.returncode in (0, 3), result.stdout + result.stderr
+    lint = re.compile(
+        r'^(\S+) (non-counter metrics should not have "_total" suffix|'
+        r'non-histogram and non-summary metrics should not have "_count" suffix)$'
+    )
+    for line in (result.stdout + result.stderr).splitlines():
+        m = lint.match(line)
+        assert m is not None, f"promtool: {line}"
+        assert m.group(1) in PGPOOL2_EXPORTER_NAMES, f"promtool: {line}"
