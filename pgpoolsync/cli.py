@@ -152,6 +152,10 @@ class _Kube:
                 )
                 self.watchers.append(slices)
         self.timeout = run.watch_timeout_seconds
+        for kind in {w.collection.kind for w in self.watchers}:
+            m.watch_staleness.labels(kind).set_function(self._staleness(kind))
+            for reason in ("gone", "stream"):
+                m.watch_restarts.labels(kind, reason)  # present from the start, at 0
         self.recorder = kube.EventRecorder(api, namespace=ns, pod_name=run.pod_name)
 
         def all_secrets() -> list[dict[str, object]]:
@@ -170,6 +174,10 @@ class _Kube:
             secret_data=kube.secret_data,
             static_backends=static,
         )
+
+    def _staleness(self, kind: str) -> Callable[[], float]:
+        same = [w for w in self.watchers if w.collection.kind == kind]
+        return lambda: max(w.stale_for() for w in same)
 
     def start(self, *, sync_timeout: float) -> None:
         for w in self.watchers:

@@ -60,6 +60,12 @@ class Metrics:
         self.watch_restarts = Counter(
             "pgpoolsync_watch_restarts", "Watch restarts", ["kind", "reason"], registry=registry
         )
+        self.watch_staleness = Gauge(
+            "pgpoolsync_watch_staleness_seconds",
+            "Seconds since a watch last made progress (list, event, bookmark)",
+            ["kind"],
+            registry=registry,
+        )
         self.restart_required = Gauge(
             "pgpoolsync_restart_required",
             "1 when written changes need a pgpool restart",

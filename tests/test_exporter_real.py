@@ -159,3 +159,28 @@ def test_promtool_accepts_a_real_scrape(pool: Pgpool, exporter_url: str) -> None
         m = lint.match(line)
         assert m is not None, f"promtool: {line}"
         assert m.group(1) in PGPOOL2_EXPORTER_NAMES, f"promtool: {line}"
+
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "manifests" / "base" / "grafana-dashboard.json"
+
+
+def dashboard_metrics(prefix: str) -> set[str]:
+    """Metric names the dashboard's queries use (histogram series mapped to their family)."""
+    import json
+
+    names: set[str] = set()
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel["targets"]:
+            names |= set(re.findall(rf"\b({prefix}[a-z0-9_]+)", target["expr"]))
+    return names
+
+
+def test_every_dashboard_query_uses_a_metric_the_exporter_emits(
+    pool: Pgpool, exporter_url: str
+) -> None:
+    if not pool.running():
+        pool.start()
+    text = _scrape(exporter_url)
+    emitted = {ln.split("{")[0].split(" ")[0] for ln in text.splitlines() if ln and ln[0] != "#"}
+    used = dashboard_metrics("pgpool2_")
+    assert used and used <= emitted, used - emitted

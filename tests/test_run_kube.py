@@ -164,3 +164,16 @@ def test_healthz_and_watch_metrics(live: tuple[Pgpool, RunProcess, KubeApiDouble
     _, run, _ = live
     assert run.get("/healthz") == (200, "ok\n")
     assert run.metric("pgpoolsync_users") >= 1
+    assert 0 <= run.metric("pgpoolsync_watch_staleness_seconds", 'kind="secrets"') < 30
+
+
+def test_every_dashboard_query_uses_a_metric_pgpoolsync_run_emits(
+    live: tuple[Pgpool, RunProcess, KubeApiDouble],
+) -> None:
+    from tests.test_exporter_real import dashboard_metrics
+
+    _, run, _ = live
+    text = run.get("/metrics")[1]
+    emitted = {ln.split("{")[0].split(" ")[0] for ln in text.splitlines() if ln and ln[0] != "#"}
+    used = dashboard_metrics("pgpoolsync_")
+    assert used and used <= emitted, used - emitted
