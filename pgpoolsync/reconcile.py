@@ -115,7 +115,9 @@ def apply_once(common: Common, inputs: model.Inputs, *, strict: bool) -> ApplyRe
         return ApplyResult(outcome)
     key = None
     if outcome.state.password_format == "aes":
-        key, _ = writer.load_or_create_pool_key(common.pool_key_file)
+        key, _ = writer.load_or_create_pool_key(
+            common.pool_key_file, seed=common.pool_key_seed_file
+        )
     files = render.render(outcome.state, pool_key=key)
     changed = writer.write_files(common.config_dir, files, secret_files=render.SECRET_FILES)
     return ApplyResult(outcome, tuple(changed), files)

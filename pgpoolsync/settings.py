@@ -44,6 +44,7 @@ class Common:
     auth_method: str
     pool_key_file: Path
     pool_hba_file: Path | None
+    pool_key_seed_file: Path | None = None
     env_params: tuple[Param, ...] = ()
     env_credentials: tuple[Credential | Problem, ...] = field(default=(), repr=False)
     pcp_users: tuple[Credential, ...] = field(default=(), repr=False)
@@ -143,6 +144,11 @@ def add_common_flags(p: _EnvParser) -> None:
         "--pool-key-file",
         help="AES pool key (pgpool -k); created once (random, 0600) when missing "
         f"(default: $PGPOOLKEYFILE or CONFIG_DIR/{DEFAULT_KEY_NAME})",
+    )
+    p.add(
+        "--pool-key-seed-file",
+        help="when the pool key file is missing, create it (0600) from this file's first line, "
+        "e.g. a mounted Secret, so the key is stable across pods",
     )
     p.add("--pool-hba-file", help="use this pool_hba.conf (validated) instead of the default")
     p.add("--pcp-user", help="PCP user for pcp.conf (default: $PGPOOL_PCP_USER)")
@@ -402,6 +408,7 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
         auth_method=ns.auth_method,
         pool_key_file=Path(key_file),
         pool_hba_file=Path(ns.pool_hba_file) if ns.pool_hba_file else None,
+        pool_key_seed_file=Path(ns.pool_key_seed_file) if ns.pool_key_seed_file else None,
         env_params=tuple(env_params(environ)),
         env_credentials=tuple(creds),
         pcp_users=tuple(_pcp_users(ns, environ)),

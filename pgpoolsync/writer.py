@@ -99,15 +99,16 @@ def read_pool_key(path: Path) -> bytes:
     return key
 
 
-def load_or_create_pool_key(path: Path) -> tuple[bytes, bool]:
-    """Read the pool key, or create it once (random, 0600). Returns (key, created).
+def load_or_create_pool_key(path: Path, *, seed: Path | None = None) -> tuple[bytes, bool]:
+    """Read the pool key, or create it once (0600): from ``seed`` (e.g. a mounted Secret),
+    else random. Returns (key, created).
 
     pgpool reads the key only at start, so an existing key is never replaced.
     """
     if path.exists():
         return read_pool_key(path), False
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32).encode()
+    key = read_pool_key(seed) if seed is not None else secrets.token_urlsafe(32).encode()
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SECRET_MODE)
     try:

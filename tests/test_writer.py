@@ -86,3 +86,13 @@ def test_an_empty_key_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
     path.write_bytes(b"\n")
     with pytest.raises(writer.KeyFileError, match=str(path)):
         writer.read_pool_key(path)
+
+
+def test_the_pool_key_can_be_seeded_from_a_mounted_secret(tmp_path: Path) -> None:
+    seed = tmp_path / "secret-key"
+    seed.write_bytes(b"from-a-secret\n")
+    seed.chmod(0o440)
+    path = tmp_path / "cfg" / ".pgpoolkey"
+    key, created = writer.load_or_create_pool_key(path, seed=seed)
+    assert (key, created) == (b"from-a-secret", True)
+    assert _mode(path) == 0o600 and path.read_bytes() == b"from-a-secret\n"
