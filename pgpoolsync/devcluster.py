@@ -15,6 +15,7 @@ import contextlib
 import glob
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -45,10 +46,28 @@ def pgpool_binary() -> str:
     return found
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the ephemeral range, so that no outgoing connection can take
+    it between now and the moment a server binds it."""
+    low, _ = _ephemeral_range()
+    top = max(low, 12000)
+    for _ in range(200):
+        port = random.randrange(10000, top)  # noqa: S311 - not security relevant
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
 
 
 def wait_port(port: int, *, timeout: float = 30.0, host: str = "127.0.0.1") -> None:

@@ -8,6 +8,7 @@ no kubernetes types; sources hand in plain strings and bytes.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -207,8 +208,12 @@ def ready_endpoints(slices: Iterable[Mapping[str, Any]]) -> int:
     return len(seen)
 
 
+@functools.lru_cache(maxsize=65536)
 def check_credential(cred: Credential, *, password_format: str) -> Problem | None:
-    """Why this credential cannot go into pool_passwd, or None. Never quotes the password."""
+    """Why this credential cannot go into pool_passwd, or None. Never quotes the password.
+
+    Memoised: an unchanged credential is not validated again on every pass.
+    """
     src = cred.source
     if not cred.user:
         return Problem(src, "user name is empty")

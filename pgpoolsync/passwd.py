@@ -39,17 +39,31 @@ def derive_key_iv(pool_key: bytes) -> tuple[bytes, bytes]:
 
 
 class AesEncoder:
-    """Encrypts passwords the way ``pg_enc`` does; the key derivation is done once per key."""
+    """Encrypts passwords the way ``pg_enc`` does; the key derivation is done once per key.
 
-    __slots__ = ("_cipher",)
+    Entries are deterministic, so they are memoised: re-rendering 10,000 users after one
+    rotation encrypts one password, not 10,000.
+    """
+
+    __slots__ = ("_cipher", "_memo")
+    MEMO_MAX = 200_000
 
     def __init__(self, pool_key: bytes) -> None:
         if not pool_key:
             raise ValueError("the pool key is empty")
         key, iv = derive_key_iv(pool_key)
         self._cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
+        self._memo: dict[str, str] = {}
 
     def entry(self, password: str) -> str:
+        cached = self._memo.get(password)
+        if cached is None:
+            if len(self._memo) >= self.MEMO_MAX:
+                self._memo.clear()
+            cached = self._memo[password] = self._encrypt(password)
+        return cached
+
+    def _encrypt(self, password: str) -> str:
         padder = padding.PKCS7(128).padder()
         plain = padder.update(password.encode()) + padder.finalize()
         enc = self._cipher.encryptor()

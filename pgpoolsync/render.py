@@ -43,11 +43,23 @@ _ENV = Environment(
 _ENV.filters["line"] = _line
 
 
+_ENCODERS: dict[bytes, passwd.AesEncoder] = {}
+
+
+def _encoder(pool_key: bytes) -> passwd.AesEncoder:
+    """One encoder per pool key (pgpool has exactly one), so its memo survives between renders."""
+    encoder = _ENCODERS.get(pool_key)
+    if encoder is None:
+        _ENCODERS.clear()
+        encoder = _ENCODERS[pool_key] = passwd.AesEncoder(pool_key)
+    return encoder
+
+
 def pool_passwd_entries(state: DesiredState, *, pool_key: bytes | None) -> list[str]:
     if state.password_format == "aes":
         if pool_key is None:
             raise ValueError("AES pool_passwd entries need the pool key")
-        encoder = passwd.AesEncoder(pool_key)
+        encoder = _encoder(pool_key)
         return [
             passwd.pool_passwd_line(c.user, encoder.entry(c.password)) for c in state.credentials
         ]

@@ -70,12 +70,27 @@ def kube_snapshot(
 ) -> Callable[[], Snapshot]:
     """A snapshot function over the watchers' caches (each a list of raw API dicts)."""
 
+    # name → (resourceVersion, converted): unchanged Secrets are not decoded again.
+    converted: dict[str, tuple[str, model.Credential | model.Problem]] = {}
+
     def snap() -> Snapshot:
         creds: list[model.Credential | model.Problem] = []
+        seen: set[str] = set()
         for obj in secrets():
             meta = obj.get("metadata") or {}
-            source = f"secret {meta.get('namespace', names.namespace)}/{meta.get('name')}"
-            creds.append(keys.credential(source, secret_data(obj)))
+            name = str(meta.get("name"))
+            rv = str(meta.get("resourceVersion") or "")
+            seen.add(name)
+            hit = converted.get(name)
+            if hit is not None and rv and hit[0] == rv:
+                creds.append(hit[1])
+                continue
+            source = f"secret {meta.get('namespace', names.namespace)}/{name}"
+            item = keys.credential(source, secret_data(obj))
+            converted[name] = (rv, item)
+            creds.append(item)
+        for gone in set(converted) - seen:
+            del converted[gone]
         problems: list[model.Problem] = []
         backends: list[model.Backend] | None = None
         if static_backends:
