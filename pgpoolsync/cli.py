@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from pgpoolsync import logsetup, metrics, model, pcp, reconcile, sources
+from pgpoolsync import logsetup, metrics, model, pcp, reconcile, sources, tls
 from pgpoolsync.dirsource import DirWatcher, SecretsDirError, read_secrets_dir
 from pgpoolsync.presets import PRESETS, Preset
 from pgpoolsync.settings import Common, ExporterSettings, RunSettings, UsageError, parse
@@ -34,10 +34,31 @@ def _read_hba(common: Common) -> str | None:
         raise UsageError(f"--pool-hba-file {common.pool_hba_file}: {exc}") from None
 
 
+def _tls(
+    common: Common, secret: Callable[[], dict[str, bytes] | None] | None = None
+) -> Callable[[], sources.TlsResult]:
+    if common.tls == "secret" and common.tls_dir is None and secret is None:
+        raise UsageError("--tls secret needs --tls-dir (or --tls-secret with --kube)")
+    return sources.tls_source(
+        mode=common.tls,
+        config_dir=common.config_dir,
+        tls_dir=common.tls_dir,
+        names=[*common.tls_names, *tls.default_names(None, None)],
+        secret=secret,
+    )
+
+
 def cmd_render(common: Common) -> int:
     secrets = read_secrets_dir(common.secrets_dir) if common.secrets_dir else []
     creds = sources.credentials_from_dir(secrets, sources.KeyConfig())
-    inputs = reconcile.inputs_from(common, credentials=creds, hba_text=_read_hba(common))
+    material, tls_problem = _tls(common)()
+    inputs = reconcile.inputs_from(
+        common,
+        credentials=creds,
+        hba_text=_read_hba(common),
+        tls=material,
+        problems=[tls_problem] if tls_problem else [],
+    )
     result = reconcile.apply_once(common, inputs, strict=True)
     for problem in (*common.env_warnings, *result.outcome.problems):
         level = "error" if problem.fatal else "warning"
@@ -151,6 +172,12 @@ class _Kube:
                     )
                 )
                 self.watchers.append(slices)
+        self.tls_watcher: kube.Watcher | None = None
+        if run.tls_secret:
+            self.tls_watcher = watcher(
+                kube.Collection("secrets", ns, field_selector=f"metadata.name={run.tls_secret}")
+            )
+            self.watchers.append(self.tls_watcher)
         self.timeout = run.watch_timeout_seconds
         for kind in {w.collection.kind for w in self.watchers}:
             m.watch_staleness.labels(kind).set_function(self._staleness(kind))
@@ -174,6 +201,13 @@ class _Kube:
             secret_data=kube.secret_data,
             static_backends=static,
         )
+
+    def tls_secret(self) -> dict[str, bytes] | None:
+        from pgpoolsync import kube  # noqa: PLC0415
+
+        assert self.tls_watcher is not None
+        objs = self.tls_watcher.snapshot()
+        return kube.secret_data(objs[0]) if objs else None
 
     def _staleness(self, kind: str) -> Callable[[], float]:
         same = [w for w in self.watchers if w.collection.kind == kind]
@@ -223,17 +257,22 @@ def cmd_run(common: Common, run: RunSettings) -> int:
         pcp.reload_pgpool(run.pcp_host, pcp_port, pcp_user.user, pcp_user.password)
 
     kube_side: _Kube | None = None
-    dir_watcher: DirWatcher | None = None
+    dir_watchers: list[DirWatcher] = []
     if run.kube:
         kube_side = _Kube(common, run, notify=change.notify, m=m)
-        snapshot = kube_side.snapshot
+        tls_secret = kube_side.tls_secret if kube_side.tls_watcher else None
+        snapshot = sources.with_tls(kube_side.snapshot, _tls(common, tls_secret))
         kube_side.start(sync_timeout=max(30.0, run.watch_timeout_seconds * 1.1 + 5))
     else:
         preset = _preset(run)
-        snapshot = sources.dir_snapshot(common.secrets_dir, _keys(preset))
-        if common.secrets_dir is not None and not run.once:
-            dir_watcher = DirWatcher(common.secrets_dir, change.notify)
-            dir_watcher.start()
+        snapshot = sources.with_tls(
+            sources.dir_snapshot(common.secrets_dir, _keys(preset)), _tls(common)
+        )
+        if not run.once:
+            for watched in (common.secrets_dir, common.tls_dir):
+                if watched is not None:
+                    dir_watchers.append(DirWatcher(watched, change.notify))
+                    dir_watchers[-1].start()
 
     loop = reconcile.Loop(
         common=common,
@@ -255,8 +294,8 @@ def cmd_run(common: Common, run: RunSettings) -> int:
     def healthy() -> tuple[bool, str]:
         if kube_side:
             return kube_side.healthy()
-        if dir_watcher and not dir_watcher.is_alive():
-            return False, "secrets directory watcher stopped"
+        if any(not w.is_alive() for w in dir_watchers):
+            return False, "a directory watcher stopped"
         return True, "ok"
 
     host, port = metrics.parse_listen(run.listen)
@@ -279,8 +318,8 @@ def cmd_run(common: Common, run: RunSettings) -> int:
         server.shutdown()
         if kube_side:
             kube_side.stop()
-        if dir_watcher:
-            dir_watcher.stop()
+        for w in dir_watchers:
+            w.stop()
     return EXIT_OK
 
 

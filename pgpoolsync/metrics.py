@@ -66,6 +66,11 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.tls_expiry = Gauge(
+            "pgpoolsync_tls_cert_expiry_timestamp_seconds",
+            "When pgpool's TLS certificate expires",
+            registry=registry,
+        )
         self.restart_required = Gauge(
             "pgpoolsync_restart_required",
             "1 when written changes need a pgpool restart",

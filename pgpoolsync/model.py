@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgpoolsync import hba, passwd
+from pgpoolsync.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsMaterial
 
 PRIMARY_FLAG = "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"
 REPLICA_FLAG = "DISALLOW_TO_FAILOVER"
@@ -87,6 +88,7 @@ class DesiredState:
     password_format: str
     hba_rules: tuple[str, ...]
     pcp_users: tuple[Credential, ...]
+    tls: TlsMaterial | None = None
 
     def param(self, name: str) -> str | None:
         return dict(self.params).get(name)
@@ -105,6 +107,9 @@ class Inputs:
     hba_text: str | None = None
     # Problems found by a source (e.g. the primary Service is missing); fatal ones block a state.
     problems: tuple[Problem, ...] = ()
+    tls: TlsMaterial | None = None
+    tls_dir: str = "/etc/pgpool"  # where pgpool finds the TLS files (the config dir)
+    tls_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -326,7 +331,7 @@ def build(inputs: Inputs) -> Outcome:
 
     defaults = [Param(n, v, "default") for n, v in DEFAULT_PARAMS]
     params, param_problems = merge_params(
-        [defaults, backend_params(inputs.backends), inputs.params]
+        [defaults, backend_params(inputs.backends), tls_params(inputs), inputs.params]
     )
     problems += param_problems
     if not any(p.name == "backend_hostname0" for p in params):
@@ -336,7 +341,9 @@ def build(inputs: Inputs) -> Outcome:
     ssl = any(p.name == "ssl" and p.value.lower() in ("on", "true", "1", "yes") for p in params)
 
     if inputs.hba_text is None:
-        rules = hba.default_rules(auth_method=inputs.auth_method, tls=ssl)
+        rules = hba.default_rules(
+            auth_method=inputs.auth_method, tls=ssl, tls_required=inputs.tls_required
+        )
     else:
         problems += [Problem("pool_hba.conf", e) for e in hba.validate(inputs.hba_text, ssl=ssl)]
         rules = hba.rules_from_text(inputs.hba_text)
@@ -371,8 +378,24 @@ def build(inputs: Inputs) -> Outcome:
         password_format=inputs.password_format,
         hba_rules=tuple(rules),
         pcp_users=tuple(pcp_users),
+        tls=inputs.tls,
     )
     return Outcome(state, tuple(problems))
+
+
+def tls_params(inputs: Inputs) -> list[Param]:
+    """ssl = on and the file paths when TLS material is present (pgpool reads them at start)."""
+    if inputs.tls is None:
+        return []
+    d = inputs.tls_dir.rstrip("/")
+    out = [
+        Param("ssl", "on", "--tls"),
+        Param("ssl_cert", f"{d}/{CERT_FILE}", "--tls"),
+        Param("ssl_key", f"{d}/{KEY_FILE}", "--tls"),
+    ]
+    if inputs.tls.ca_pem:
+        out.append(Param("ssl_ca_cert", f"{d}/{CA_FILE}", "--tls"))
+    return out
 
 
 def _is_credential_problem(problem: Problem, inputs: Inputs) -> bool:
@@ -389,4 +412,7 @@ def _check_pcp_user(cred: Credential) -> Problem | None:
             return Problem(cred.source, f"{what} contains {bad}")
     if ":" in cred.user:
         return Problem(cred.source, "PCP user name contains ':'")
+    if cred.user.startswith("#") or cred.user != cred.user.strip():
+        # pcp.conf treats a line starting with '#' as a comment: the user would vanish.
+        return Problem(cred.source, "PCP user name starts with '#' or has surrounding spaces")
     return None

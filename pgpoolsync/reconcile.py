@@ -20,6 +20,7 @@ from pathlib import Path
 from pgpoolsync import model, render, writer
 from pgpoolsync.metrics import Metrics
 from pgpoolsync.settings import Common
+from pgpoolsync.tls import CERT_FILE, TlsMaterial
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def inputs_from(
     hba_text: str | None,
     backends: Sequence[model.Backend] | None = None,
     problems: Sequence[model.Problem] = (),
+    tls: TlsMaterial | None = None,
 ) -> model.Inputs:
     """Model inputs from settings plus a snapshot of the sources."""
     if backends is None:
@@ -85,6 +87,9 @@ def inputs_from(
         auth_method=common.auth_method,
         hba_text=hba_text,
         problems=tuple(problems),
+        tls=tls,
+        tls_dir=str(common.config_dir.absolute()),
+        tls_required=common.tls_required,
     )
 
 
@@ -213,6 +218,7 @@ class Snapshot:
     credentials: tuple[model.Credential | model.Problem, ...]
     backends: tuple[model.Backend, ...] | None = None  # None: the static flags
     problems: tuple[model.Problem, ...] = ()
+    tls: TlsMaterial | None = None
 
 
 Reporter = Callable[[model.Problem, str], None]  # (problem, reason) → log/Event
@@ -254,6 +260,7 @@ class Loop:
         self._backoff = 0.0
         self._reported: set[str] = set()
         self._running_params = self._read_running_params()
+        self._running_cert = self._read_running_cert()
         self.restart_needed: tuple[str, ...] = ()
 
     def _read_running_params(self) -> dict[str, str] | None:
@@ -262,6 +269,12 @@ class Loop:
         try:
             return parse_pgpool_conf(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):
+            return None
+
+    def _read_running_cert(self) -> bytes | None:
+        try:
+            return (self.common.config_dir / CERT_FILE).read_bytes()
+        except OSError:
             return None
 
     def _note_problems(self, problems: Sequence[model.Problem]) -> None:
@@ -289,6 +302,7 @@ class Loop:
             hba_text=self._hba_text,
             backends=snap.backends,
             problems=snap.problems,
+            tls=snap.tls,
         )
         try:
             result = apply_once(self.common, inputs, strict=False)
@@ -317,6 +331,8 @@ class Loop:
             self.metrics.applies.labels("unchanged").inc()
         self.state = state
         self.metrics.users.set(len(state.credentials))
+        if state.tls is not None:
+            self.metrics.tls_expiry.set(state.tls.not_after)
         self.ready.set()
         if self.pending_reload:
             self._try_reload()
@@ -326,9 +342,13 @@ class Loop:
 
     def _check_restart(self, state: model.DesiredState) -> None:
         new = dict(state.params)
+        cert = state.tls.cert_pem if state.tls else None
         if self._running_params is None:
             self._running_params = new  # pgpool will start on these files
+            self._running_cert = cert
         names = restart_changes(self._running_params, new)
+        if cert is not None and self._running_cert is not None and cert != self._running_cert:
+            names.append("ssl certificate")
         if names and names != list(self.restart_needed):
             log.warning(
                 "pgpool must restart to apply: %s (written, not yet in effect)", ", ".join(names)
@@ -341,6 +361,7 @@ class Loop:
         if names and self._restart is not None and self._restart():
             log.info("restarted pgpool to apply %s", ", ".join(names))
             self._running_params = new
+            self._running_cert = cert
             self.restart_needed = ()
         self.metrics.restart_required.set(1 if self.restart_needed else 0)
 

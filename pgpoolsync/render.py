@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from pgpoolsync import passwd
+from pgpoolsync import passwd, tls
 from pgpoolsync.model import DesiredState
 
 PGPOOL_CONF = "pgpool.conf"
 POOL_HBA = "pool_hba.conf"
 POOL_PASSWD = "pool_passwd"
 PCP_CONF = "pcp.conf"
-FILES = (POOL_PASSWD, PCP_CONF, POOL_HBA, PGPOOL_CONF)
+TLS_FILES = (tls.CERT_FILE, tls.KEY_FILE, tls.CA_FILE)
+FILES = (POOL_PASSWD, PCP_CONF, *TLS_FILES, POOL_HBA, PGPOOL_CONF)
 # Files holding secrets (or hashes of them) are written 0600.
-SECRET_FILES = frozenset({POOL_PASSWD, PCP_CONF})
+SECRET_FILES = frozenset({POOL_PASSWD, PCP_CONF, tls.KEY_FILE})
 
 
 class UnsafeValue(ValueError):
@@ -74,14 +75,20 @@ def pool_passwd_entries(state: DesiredState, *, pool_key: bytes | None) -> list[
 
 
 def render(state: DesiredState, *, pool_key: bytes | None) -> dict[str, str]:
-    """The four files, by name."""
-    return {
+    """pgpool's files by name, in the order they should be written (pgpool.conf last)."""
+    files = {
         POOL_PASSWD: _ENV.get_template("pool_passwd.j2").render(
             entries=pool_passwd_entries(state, pool_key=pool_key)
         ),
         PCP_CONF: _ENV.get_template("pcp.conf.j2").render(
             entries=[passwd.pcp_line(u.user, u.password) for u in state.pcp_users]
         ),
-        POOL_HBA: _ENV.get_template("pool_hba.conf.j2").render(rules=state.hba_rules),
-        PGPOOL_CONF: _ENV.get_template("pgpool.conf.j2").render(params=state.params),
     }
+    if state.tls is not None:
+        files[tls.CERT_FILE] = state.tls.cert_pem.decode()
+        files[tls.KEY_FILE] = state.tls.key_pem.decode()
+        if state.tls.ca_pem:
+            files[tls.CA_FILE] = state.tls.ca_pem.decode()
+    files[POOL_HBA] = _ENV.get_template("pool_hba.conf.j2").render(rules=state.hba_rules)
+    files[PGPOOL_CONF] = _ENV.get_template("pgpool.conf.j2").render(params=state.params)
+    return files

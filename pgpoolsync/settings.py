@@ -45,6 +45,10 @@ class Common:
     pool_key_file: Path
     pool_hba_file: Path | None
     pool_key_seed_file: Path | None = None
+    tls: str = "off"
+    tls_dir: Path | None = None
+    tls_names: tuple[str, ...] = ()
+    tls_required: bool = False
     env_params: tuple[Param, ...] = ()
     env_credentials: tuple[Credential | Problem, ...] = field(default=(), repr=False)
     pcp_users: tuple[Credential, ...] = field(default=(), repr=False)
@@ -151,6 +155,24 @@ def add_common_flags(p: _EnvParser) -> None:
         "e.g. a mounted Secret, so the key is stable across pods",
     )
     p.add("--pool-hba-file", help="use this pool_hba.conf (validated) instead of the default")
+    p.add(
+        "--tls",
+        help="TLS for clients and backends: auto (a self-signed pair generated once and kept "
+        "in CONFIG_DIR), secret (tls.crt/tls.key[/ca.crt] from --tls-dir or --tls-secret), off",
+        default="auto",
+        choices=["auto", "secret", "off"],
+    )
+    p.add(
+        "--tls-dir",
+        help="directory with tls.crt, tls.key and optionally ca.crt (a mounted "
+        "cert-manager Secret)",
+    )
+    p.add("--tls-names", help="extra DNS names/IPs for the auto certificate (comma-separated)")
+    p.add(
+        "--tls-required",
+        help="pool_hba.conf accepts only TLS connections (hostssl)",
+        action="store_true",
+    )
     p.add("--pcp-user", help="PCP user for pcp.conf (default: $PGPOOL_PCP_USER)")
     p.add(
         "--pcp-password-file",
@@ -282,6 +304,11 @@ def add_run_flags(p: _EnvParser) -> None:
     )
     p.add("--pgpool-pid-file", help="pgpool's pid file (default: pid_file_name of pgpool.conf)")
     p.add("--pod-name", help="this pod's name, for Events (default: $POD_NAME)")
+    p.add(
+        "--tls-secret",
+        help="with --tls secret and --kube: the Secret holding tls.crt, "
+        "tls.key and optionally ca.crt",
+    )
 
 
 @dataclass(frozen=True)
@@ -305,6 +332,7 @@ class RunSettings:
     restart_policy: str
     pgpool_pid_file: str | None
     pod_name: str | None
+    tls_secret: str | None = None
 
 
 def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
@@ -333,6 +361,7 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
         restart_policy=ns.restart_policy,
         pgpool_pid_file=ns.pgpool_pid_file or None,
         pod_name=ns.pod_name or environ.get("POD_NAME") or None,
+        tls_secret=ns.tls_secret or None,
     )
 
 
@@ -409,6 +438,10 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
         pool_key_file=Path(key_file),
         pool_hba_file=Path(ns.pool_hba_file) if ns.pool_hba_file else None,
         pool_key_seed_file=Path(ns.pool_key_seed_file) if ns.pool_key_seed_file else None,
+        tls=ns.tls,
+        tls_dir=Path(ns.tls_dir) if ns.tls_dir else None,
+        tls_names=tuple(n.strip() for n in (ns.tls_names or "").split(",") if n.strip()),
+        tls_required=bool(ns.tls_required),
         env_params=tuple(env_params(environ)),
         env_credentials=tuple(creds),
         pcp_users=tuple(_pcp_users(ns, environ)),

@@ -7,12 +7,13 @@ replica Service's EndpointSlices). Settings decide which; presets supply names a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pgpoolsync import model
+from pgpoolsync import model, tls
 from pgpoolsync.dirsource import RawSecret, read_secrets_dir
 from pgpoolsync.reconcile import Snapshot
 
@@ -128,6 +129,97 @@ def kube_snapshot(
             credentials=tuple(creds),
             backends=tuple(backends) if backends is not None else None,
             problems=tuple(problems),
+        )
+
+    return snap
+
+
+TlsResult = tuple[tls.TlsMaterial | None, model.Problem | None]
+
+
+def _read_pair(directory: Path) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for name in (tls.CERT_FILE, tls.KEY_FILE, tls.CA_FILE):
+        try:
+            out[name] = (directory / name).read_bytes()
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def tls_from_data(source: str, data: Mapping[str, bytes]) -> TlsResult:
+    if tls.CERT_FILE not in data or tls.KEY_FILE not in data:
+        return None, model.Problem(source, "needs tls.crt and tls.key")
+    try:
+        return tls.validate(data[tls.CERT_FILE], data[tls.KEY_FILE], data.get(tls.CA_FILE)), None
+    except tls.TlsError as exc:
+        return None, model.Problem(source, str(exc))
+
+
+def tls_source(
+    *,
+    mode: str,
+    config_dir: Path,
+    tls_dir: Path | None,
+    names: Sequence[str],
+    secret: Callable[[], dict[str, bytes] | None] | None = None,
+) -> Callable[[], TlsResult]:
+    """What TLS material the next pass should use.
+
+    auto: the pair already in ``config_dir`` (kept across restarts of the sidecar) while it is
+    valid for another 30 days, else a new self-signed one, generated once per process.
+    secret: from ``tls_dir`` (a mounted Secret) or the watched Secret. off: none.
+    """
+    generated: list[tls.TlsMaterial] = []
+
+    def auto() -> TlsResult:
+        existing = _read_pair(config_dir)
+        if tls.CERT_FILE in existing and tls.KEY_FILE in existing:
+            soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+            try:
+                return tls.validate(
+                    existing[tls.CERT_FILE],
+                    existing[tls.KEY_FILE],
+                    existing.get(tls.CA_FILE),
+                    now=soon,
+                ), None
+            except tls.TlsError:
+                pass  # expiring, broken or foreign: replace it
+        if not generated:
+            generated.append(tls.generate_self_signed(list(names)))
+        return generated[0], None
+
+    def from_dir() -> TlsResult:
+        assert tls_dir is not None
+        return tls_from_data(f"--tls-dir {tls_dir}", _read_pair(tls_dir))
+
+    def from_secret() -> TlsResult:
+        assert secret is not None
+        data = secret()
+        if data is None:
+            return None, model.Problem("--tls-secret", "the TLS Secret does not exist")
+        return tls_from_data("--tls-secret", data)
+
+    if mode == "off":
+        return lambda: (None, None)
+    if mode == "auto":
+        return auto
+    if tls_dir is not None:
+        return from_dir
+    if secret is not None:
+        return from_secret
+    raise ValueError("--tls secret needs --tls-dir (or --tls-secret with --kube)")
+
+
+def with_tls(
+    snapshot: Callable[[], Snapshot], tls_result: Callable[[], TlsResult]
+) -> Callable[[], Snapshot]:
+    def snap() -> Snapshot:
+        base = snapshot()
+        material, problem = tls_result()
+        problems = (*base.problems, problem) if problem else base.problems
+        return Snapshot(
+            credentials=base.credentials, backends=base.backends, problems=problems, tls=material
         )
 
     return snap

@@ -58,10 +58,12 @@ def test_render_writes_the_four_files_with_safe_modes(dirs: tuple[Path, Path]) -
         "pgpool.conf",
         "pool_hba.conf",
         "pool_passwd",
+        "tls.crt",
+        "tls.key",
     ]
     users = [ln.split(":")[0] for ln in (config / "pool_passwd").read_text().splitlines()]
     assert users == ["alice", "app"]
-    for name in (".pgpoolkey", "pool_passwd", "pcp.conf"):
+    for name in (".pgpoolkey", "pool_passwd", "pcp.conf", "tls.key"):
         assert (config / name).stat().st_mode & 0o777 == 0o600
 
 

@@ -195,3 +195,9 @@ def test_default_hba_follows_auth_method() -> None:
     state = _build(auth_method="md5").state
     assert state is not None
     assert state.hba_rules[-1].split() == ["host", "all", "all", "all", "md5"]
+
+
+def test_a_pcp_user_that_would_become_a_comment_is_refused() -> None:
+    outcome = _build(pcp_users=(_cred("#admin", "pw", "env PGPOOL_PCP_USER/PGPOOL_PCP_PASSWORD"),))
+    assert outcome.state is None
+    assert "starts with '#'" in str(outcome.errors[0])
