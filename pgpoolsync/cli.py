@@ -247,6 +247,14 @@ def cmd_run(common: Common, run: RunSettings) -> int:
             "--pcp-password-file, or PGPOOL_PCP_USER/PGPOOL_PCP_PASSWORD"
         )
     pcp_user = common.pcp_users[0]
+    preset = _preset(run)
+    if preset is not None and preset.tls and common.tls == "off":
+        log.warning(
+            "--tls off with --preset %s: %s clusters accept only TLS connections, so "
+            "pgpool will not reach the backends",
+            preset.name,
+            preset.name,
+        )
     pcp_port = run.pcp_port or int(_param(common, "pcp_port") or 9898)
     registry = CollectorRegistry()
     m = metrics.Metrics(registry)

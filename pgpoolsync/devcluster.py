@@ -109,8 +109,10 @@ class Node:
 class PgCluster:
     """Primary on one port, streaming replica on another, sockets under ``base``."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, tls: tuple[bytes, bytes] | None = None) -> None:
+        """``tls``: (certificate PEM, key PEM) → ssl = on and TCP logins only over TLS."""
         self.base = base
+        self.tls = tls
         self.bindir = pg_bindir()
         self.primary = Node("primary", free_port(), base / "primary", base / "sock")
         self.replica = Node("replica", free_port(), base / "replica", base / "sock")
@@ -153,9 +155,20 @@ class PgCluster:
                 "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
                 "fsync = off\nlogging_collector = off\n"
             )
+        host_type = "host"
+        if self.tls is not None:
+            host_type = "hostssl"  # TLS only, as Zalando, PGO and Percona clusters are
+            for name, data in (("server.crt", self.tls[0]), ("server.key", self.tls[1])):
+                path = p.datadir / name
+                path.write_bytes(data)
+                path.chmod(0o600)
+                _chown_postgres(path)
+            with (p.datadir / "postgresql.conf").open("a") as f:
+                f.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
         with (p.datadir / "pg_hba.conf").open("w") as f:
             f.write(
-                "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 md5\n"
+                "local all all trust\nlocal replication all trust\n"
+                f"{host_type} all all 127.0.0.1/32 md5\n"
             )
         self._start_node(p)
         self._run(

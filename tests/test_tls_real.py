@@ -1,0 +1,232 @@
+"""TLS end to end: a TLS-only PostgreSQL primary + replica (hostssl only, certificates made here),
+pgpool on files rendered with TLS, clients with sslmode=require, and certificate rotation."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgpoolsync import tls
+from pgpoolsync.devcluster import PgCluster, Pgpool
+from tests.kubeapi import KubeApiDouble, secret
+from tests.pgpool_helpers import RunProcess, can_login, render_cli, wait_until, write_secret
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(pg_base: Path) -> Iterator[PgCluster]:
+    server = tls.generate_self_signed(["localhost", "127.0.0.1"])
+    c = PgCluster(pg_base / "pg-tls", tls=(server.cert_pem, server.key_pem))
+    try:
+        c.start()
+        c.set_role("tls_user", "tls:pw", encryption="scram-sha-256")
+        yield c
+    finally:
+        c.stop()
+
+
+def _pool(pg_base: Path, name: str, cluster: PgCluster, extra: list[str]) -> Pgpool:
+    base = pg_base / name
+    write_secret(base / "secrets", "u", "tls_user", "tls:pw")
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    result = render_cli(pool, cluster, secrets=base / "secrets", extra=extra)
+    assert result.returncode == 0, result.stderr
+    return pool
+
+
+def served_cert_sha256(port: int) -> str:
+    """The certificate pgpool presents: PostgreSQL SSLRequest, then a TLS handshake."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(struct.pack("!II", 8, 80877103))
+        assert raw.recv(1) == b"S"
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with ctx.wrap_socket(raw) as tls_sock:
+            der = tls_sock.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+def pem_sha256(pem: bytes) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode())).hexdigest()
+
+
+def test_sslmode_require_logs_in_and_backend_connections_are_tls(
+    tls_cluster: PgCluster, pg_base: Path
+) -> None:
+    pool = _pool(pg_base, "tls-on", tls_cluster, ["--tls", "auto", "--tls-required"])
+    conf = (pool.config_dir / "pgpool.conf").read_text()
+    assert "ssl = 'on'" in conf and "ssl_cert = " in conf
+    assert "hostssl" in (pool.config_dir / "pool_hba.conf").read_text()
+    pool.start()
+    try:
+        with pool.connect("tls_user", "tls:pw", sslmode="require") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("tls_user",)
+            assert conn.pgconn.ssl_in_use
+            conn.execute("CREATE TEMP TABLE t (x int)")  # a session on the primary
+            with tls_cluster.connect() as admin:
+                rows = admin.execute(
+                    "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                    "WHERE a.usename = 'tls_user'"
+                ).fetchall()
+            assert rows and all(r[0] is True for r in rows)
+        # --tls-required: a client that refuses TLS is turned away by pool_hba.conf
+        with pytest.raises(psycopg.OperationalError):
+            pool.connect("tls_user", "tls:pw", sslmode="disable").close()
+    finally:
+        pool.stop()
+
+
+def test_with_tls_off_the_login_fails_at_the_tls_only_backend(
+    tls_cluster: PgCluster, pg_base: Path
+) -> None:
+    pool = _pool(pg_base, "tls-off", tls_cluster, ["--tls", "off"])
+    assert "ssl = 'off'" in (pool.config_dir / "pgpool.conf").read_text()
+    pool.start()
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            pool.connect("tls_user", "tls:pw").close()
+    finally:
+        pool.stop()
+    assert "backend authentication failed" in pool.log_tail(200)
+    primary_log = (tls_cluster.base / "primary.log").read_text(errors="replace")
+    assert 'user "tls_user", database "postgres", no encryption' in primary_log
+
+
+def test_a_rotated_certificate_in_a_directory_is_restart_required_then_served(
+    tls_cluster: PgCluster, pg_base: Path
+) -> None:
+    base = pg_base / "tls-dir-rotation"
+    tls_dir = base / "tls"
+    tls_dir.mkdir(parents=True)
+    first = tls.generate_self_signed(["localhost"])
+    (tls_dir / "tls.crt").write_bytes(first.cert_pem)
+    (tls_dir / "tls.key").write_bytes(first.key_pem)
+    write_secret(base / "secrets", "u", "tls_user", "tls:pw")
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    run = RunProcess(
+        pool,
+        tls_cluster,
+        log=base / "run.log",
+        args=["--secrets-dir", str(base / "secrets"), "--tls", "secret", "--tls-dir", str(tls_dir)],
+    )
+    run.start()
+    pool.start()
+    try:
+        assert served_cert_sha256(pool.port) == pem_sha256(first.cert_pem)
+        assert can_login(pool, "tls_user", "tls:pw")
+        assert run.metric("pgpoolsync_tls_cert_expiry_timestamp_seconds") == pytest.approx(
+            first.not_after
+        )
+        second = tls.generate_self_signed(["localhost"])
+        (tls_dir / "tls.key.new").write_bytes(second.key_pem)
+        (tls_dir / "tls.crt.new").write_bytes(second.cert_pem)
+        os.replace(tls_dir / "tls.key.new", tls_dir / "tls.key")
+        os.replace(tls_dir / "tls.crt.new", tls_dir / "tls.crt")
+        wait_until(lambda: run.metric("pgpoolsync_restart_required") == 1, what="restart required")
+        assert "ssl certificate" in run.log_text()
+        assert served_cert_sha256(pool.port) == pem_sha256(first.cert_pem)  # not yet
+        pool.stop()
+        pool.start()
+        assert served_cert_sha256(pool.port) == pem_sha256(second.cert_pem)
+    finally:
+        run.stop()
+        pool.stop()
+
+
+def test_a_bad_certificate_is_refused_and_the_last_good_files_stay(
+    tls_cluster: PgCluster, pg_base: Path
+) -> None:
+    base = pg_base / "tls-bad"
+    tls_dir = base / "tls"
+    tls_dir.mkdir(parents=True)
+    good = tls.generate_self_signed(["localhost"])
+    other = tls.generate_self_signed(["localhost"])
+    (tls_dir / "tls.crt").write_bytes(good.cert_pem)
+    (tls_dir / "tls.key").write_bytes(good.key_pem)
+    write_secret(base / "secrets", "u", "tls_user", "tls:pw")
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    run = RunProcess(
+        pool,
+        tls_cluster,
+        log=base / "run.log",
+        args=["--secrets-dir", str(base / "secrets"), "--tls", "secret", "--tls-dir", str(tls_dir)],
+    )
+    run.start()
+    try:
+        before = (pool.config_dir / "tls.crt").read_bytes()
+        (tls_dir / "tls.key").write_bytes(other.key_pem)  # does not match tls.crt
+        wait_until(lambda: "tls.key does not match" in run.log_text(), what="mismatch error")
+        assert (pool.config_dir / "tls.crt").read_bytes() == before
+        (tls_dir / "tls.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\nnope\n")
+        wait_until(lambda: "tls.crt is not a PEM certificate" in run.log_text(), what="malformed")
+        assert (pool.config_dir / "tls.crt").read_bytes() == before
+    finally:
+        run.stop()
+
+
+def test_a_rotated_certificate_in_a_kube_secret_is_restart_required(
+    tls_cluster: PgCluster, pg_base: Path
+) -> None:
+    base = pg_base / "tls-kube"
+    base.mkdir()
+    api = KubeApiDouble().start()
+    first = tls.generate_self_signed(["localhost"])
+    api.put(
+        "secrets",
+        secret(
+            "pgpool-tls", {"tls.crt": first.cert_pem.decode(), "tls.key": first.key_pem.decode()}
+        ),
+    )
+    api.put(
+        "secrets", secret("u", {"username": "tls_user", "password": "tls:pw"}, labels={"app": "db"})
+    )
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    run = RunProcess(
+        pool,
+        tls_cluster,
+        log=base / "run.log",
+        args=[
+            "--kubeconfig",
+            str(api.write_kubeconfig(base / "kc")),
+            "--namespace",
+            "default",
+            "--secret-selector",
+            "app=db",
+            "--tls",
+            "secret",
+            "--tls-secret",
+            "pgpool-tls",
+        ],
+    )
+    run.start()
+    pool.start()
+    try:
+        assert served_cert_sha256(pool.port) == pem_sha256(first.cert_pem)
+        second = tls.generate_self_signed(["localhost"])
+        api.put(
+            "secrets",
+            secret(
+                "pgpool-tls",
+                {"tls.crt": second.cert_pem.decode(), "tls.key": second.key_pem.decode()},
+            ),
+        )
+        wait_until(lambda: run.metric("pgpoolsync_restart_required") == 1, what="restart required")
+        pool.stop()
+        pool.start()
+        assert served_cert_sha256(pool.port) == pem_sha256(second.cert_pem)
+        assert can_login(pool, "tls_user", "tls:pw")
+    finally:
+        run.stop()
+        pool.stop()
+        api.stop()
