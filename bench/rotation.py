@@ -128,16 +128,7 @@ def run(rotations: int, baseline: int, clients: int) -> dict[str, Any]:
                 "secrets", secret(user, {"username": user, "password": pw}, labels={"app": "bench"})
             )
         params = {**pool.params(), "PGPOOL_PARAMS_NUM_INIT_CHILDREN": "32"}
-        backends = [
-            "--primary-host",
-            "127.0.0.1",
-            "--primary-port",
-            str(cluster.primary.port),
-            "--replica-host",
-            "127.0.0.1",
-            "--replica-port",
-            str(cluster.replica.port),
-        ]
+        backends = cluster.backend_args()
         metrics_port = free_port()
         env = {
             "PATH": os.environ.get("PATH", ""),

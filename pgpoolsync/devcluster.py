@@ -117,6 +117,19 @@ class PgCluster:
         self.primary = Node("primary", free_port(), base / "primary", base / "sock")
         self.replica = Node("replica", free_port(), base / "replica", base / "sock")
 
+    def backend_args(self) -> list[str]:
+        """The pgpoolsync flags that point backends 0 and 1 at this primary and replica."""
+        return [
+            "--primary-host",
+            "127.0.0.1",
+            "--primary-port",
+            str(self.primary.port),
+            "--replica-host",
+            "127.0.0.1",
+            "--replica-port",
+            str(self.replica.port),
+        ]
+
     def _run(self, args: Sequence[str]) -> None:
         subprocess.run(
             [*_as_postgres(), *args],
@@ -449,14 +462,7 @@ def demo(argv: Sequence[str] | None = None) -> int:
                     str(config),
                     "--secrets-dir",
                     str(secrets),
-                    "--primary-host",
-                    "127.0.0.1",
-                    "--primary-port",
-                    str(cluster.primary.port),
-                    "--replica-host",
-                    "127.0.0.1",
-                    "--replica-port",
-                    str(cluster.replica.port),
+                    *cluster.backend_args(),
                     "--listen",
                     f"127.0.0.1:{metrics_port}",
                 ],

@@ -41,14 +41,7 @@ def render_cli(
         str(secrets),
         "--pool-key-file",
         str(pool.key_file),
-        "--primary-host",
-        "127.0.0.1",
-        "--primary-port",
-        str(cluster.primary.port),
-        "--replica-host",
-        "127.0.0.1",
-        "--replica-port",
-        str(cluster.replica.port),
+        *cluster.backend_args(),
         *extra,
     ]
     return subprocess.run(argv, env=full_env, capture_output=True, text=True, check=False)
@@ -73,14 +66,7 @@ class RunProcess:
         backends: list[str] = []
         if cluster is not None:
             backends = [
-                "--primary-host",
-                "127.0.0.1",
-                "--primary-port",
-                str(cluster.primary.port),
-                "--replica-host",
-                "127.0.0.1",
-                "--replica-port",
-                str(cluster.replica.port),
+                *cluster.backend_args(),
             ]
         self.argv = [
             str(Path(sys.executable).parent / "pgpoolsync"),
