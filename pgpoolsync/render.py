@@ -18,8 +18,9 @@ POOL_PASSWD = "pool_passwd"
 PCP_CONF = "pcp.conf"
 TLS_FILES = (tls.CERT_FILE, tls.KEY_FILE, tls.CA_FILE)
 FILES = (POOL_PASSWD, PCP_CONF, *TLS_FILES, POOL_HBA, PGPOOL_CONF)
-# Files holding secrets (or hashes of them) are written 0600.
-SECRET_FILES = frozenset({POOL_PASSWD, PCP_CONF, tls.KEY_FILE})
+# Files holding secrets (or hashes of them) are written 0600. pgpool.conf may hold
+# sr_check_password, health_check_password, ... (PGPOOL_PARAMS_*), so it is one of them.
+SECRET_FILES = frozenset({POOL_PASSWD, PCP_CONF, tls.KEY_FILE, PGPOOL_CONF})
 
 
 class UnsafeValue(ValueError):

@@ -241,3 +241,11 @@ def test_console_script_and_module_both_run(tmp_path: Path) -> None:
     ):
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
         assert "render" in out
+
+
+def test_pgpool_conf_is_private_because_params_may_hold_passwords(dirs: tuple[Path, Path]) -> None:
+    secrets, config = dirs
+    assert _render(config, secrets, env={"PGPOOL_PARAMS_SR_CHECK_PASSWORD": "s3cret"}) == 0
+    assert "sr_check_password = 's3cret'" in (config / "pgpool.conf").read_text()
+    assert (config / "pgpool.conf").stat().st_mode & 0o777 == 0o600
+    assert (config / "pool_hba.conf").stat().st_mode & 0o777 == 0o644
