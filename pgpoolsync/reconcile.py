@@ -9,6 +9,7 @@ reload are reported as restart-required, never as applied. Knows nothing about k
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import threading
@@ -339,6 +340,10 @@ class Loop:
         if not self.pending_reload:
             self._seen_at = None
             self.metrics.last_success.set(self._wall())
+        # The caches (watched objects, converted credentials, AES entries) are long-lived and
+        # acyclic: keep the cyclic GC from rescanning them on every pass (tens of ms at 10,000
+        # Secrets). Replaced objects are still freed by reference counting.
+        gc.freeze()
 
     def _check_restart(self, state: model.DesiredState) -> None:
         new = dict(state.params)
