@@ -17,7 +17,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -402,8 +402,7 @@ def conninfo_from_env(
     return uri, password
 
 
-def mask(conninfo: Sequence[str] | str) -> str:
-    """A conninfo with any password replaced, for logs."""
-    text = conninfo if isinstance(conninfo, str) else " ".join(conninfo)
-    text = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", text)
+def mask(conninfo: str) -> str:
+    """A conninfo (URL or key=value) with any password replaced, for logs."""
+    text = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", conninfo)
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)

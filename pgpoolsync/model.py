@@ -369,7 +369,8 @@ def build(inputs: Inputs) -> Outcome:
     creds, dup_problems = dedupe_credentials(valid)
     problems += dup_problems
 
-    config_broken = any(p.fatal and not _is_credential_problem(p, inputs) for p in problems)
+    credential_sources = {c.source for c in inputs.credentials}
+    config_broken = any(p.fatal and p.source not in credential_sources for p in problems)
     if config_broken:
         return Outcome(None, tuple(problems))
     state = DesiredState(
@@ -396,11 +397,6 @@ def tls_params(inputs: Inputs) -> list[Param]:
     if inputs.tls.ca_pem:
         out.append(Param("ssl_ca_cert", f"{d}/{CA_FILE}", "--tls"))
     return out
-
-
-def _is_credential_problem(problem: Problem, inputs: Inputs) -> bool:
-    sources = {c.source for c in inputs.credentials}
-    return problem.source in sources
 
 
 def _check_pcp_user(cred: Credential) -> Problem | None:

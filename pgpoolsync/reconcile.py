@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pgpoolsync import model, render, writer
 from pgpoolsync.metrics import Metrics
@@ -396,7 +395,3 @@ class Loop:
             while not stop.is_set() and self._clock() < deadline:
                 if self.signal.wait(min(0.5, max(0.0, deadline - self._clock()))):
                     break
-
-
-def read_text_file(path: Path | None) -> str | None:
-    return path.read_text(encoding="utf-8") if path else None
