@@ -103,24 +103,31 @@ def test_with_tls_off_the_login_fails_at_the_tls_only_backend(
     assert 'user "tls_user", database "postgres", no encryption' in primary_log
 
 
-def test_a_rotated_certificate_in_a_directory_is_restart_required_then_served(
-    tls_cluster: PgCluster, pg_base: Path
-) -> None:
-    base = pg_base / "tls-dir-rotation"
+def _run_on_tls_dir(
+    base: Path, cluster: PgCluster, pair: tls.TlsMaterial
+) -> tuple[Pgpool, RunProcess, Path]:
+    """`pgpoolsync run --tls secret --tls-dir` started on ``pair``; pgpool not started."""
     tls_dir = base / "tls"
     tls_dir.mkdir(parents=True)
-    first = tls.generate_self_signed(["localhost"])
-    (tls_dir / "tls.crt").write_bytes(first.cert_pem)
-    (tls_dir / "tls.key").write_bytes(first.key_pem)
+    (tls_dir / "tls.crt").write_bytes(pair.cert_pem)
+    (tls_dir / "tls.key").write_bytes(pair.key_pem)
     write_secret(base / "secrets", "u", "tls_user", "tls:pw")
     pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
     run = RunProcess(
         pool,
-        tls_cluster,
+        cluster,
         log=base / "run.log",
         args=["--secrets-dir", str(base / "secrets"), "--tls", "secret", "--tls-dir", str(tls_dir)],
     )
     run.start()
+    return pool, run, tls_dir
+
+
+def test_a_rotated_certificate_in_a_directory_is_restart_required_then_served(
+    tls_cluster: PgCluster, pg_base: Path
+) -> None:
+    first = tls.generate_self_signed(["localhost"])
+    pool, run, tls_dir = _run_on_tls_dir(pg_base / "tls-dir-rotation", tls_cluster, first)
     pool.start()
     try:
         assert served_cert_sha256(pool.port) == pem_sha256(first.cert_pem)
@@ -147,22 +154,9 @@ def test_a_rotated_certificate_in_a_directory_is_restart_required_then_served(
 def test_a_bad_certificate_is_refused_and_the_last_good_files_stay(
     tls_cluster: PgCluster, pg_base: Path
 ) -> None:
-    base = pg_base / "tls-bad"
-    tls_dir = base / "tls"
-    tls_dir.mkdir(parents=True)
     good = tls.generate_self_signed(["localhost"])
     other = tls.generate_self_signed(["localhost"])
-    (tls_dir / "tls.crt").write_bytes(good.cert_pem)
-    (tls_dir / "tls.key").write_bytes(good.key_pem)
-    write_secret(base / "secrets", "u", "tls_user", "tls:pw")
-    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
-    run = RunProcess(
-        pool,
-        tls_cluster,
-        log=base / "run.log",
-        args=["--secrets-dir", str(base / "secrets"), "--tls", "secret", "--tls-dir", str(tls_dir)],
-    )
-    run.start()
+    pool, run, tls_dir = _run_on_tls_dir(pg_base / "tls-bad", tls_cluster, good)
     try:
         before = (pool.config_dir / "tls.crt").read_bytes()
         (tls_dir / "tls.key").write_bytes(other.key_pem)  # does not match tls.crt
