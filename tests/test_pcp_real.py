@@ -1,0 +1,60 @@
+"""The native PCP client against real pgpool 4.3: every message it sends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pgpoolsync import pcp
+from pgpoolsync.devcluster import PgCluster, Pgpool
+from tests.pgpool_helpers import render_cli, write_secret
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def pool(cluster: PgCluster, pg_base: Path) -> Iterator[Pgpool]:
+    base = pg_base / "pcp"
+    write_secret(base / "secrets", "u", "pcp_probe", "x")
+    p = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    env = {"PGPOOL_PCP_USER": "pcpadmin", "PGPOOL_PCP_PASSWORD": "pc:pw\\x"}
+    result = render_cli(p, cluster, secrets=base / "secrets", env=env)
+    assert result.returncode == 0, result.stderr
+    p.start()
+    yield p
+    p.stop()
+
+
+def test_login_reload_and_node_info(pool: Pgpool, cluster: PgCluster) -> None:
+    with pcp.PcpClient("127.0.0.1", pool.pcp_port) as client:
+        client.login("pcpadmin", "pc:pw\\x")
+        client.reload()
+        assert client.node_count() == 2
+        nodes = [client.node_info(0), client.node_info(1)]
+    assert [(n.port, n.role) for n in nodes] == [
+        (cluster.primary.port, "primary"),
+        (cluster.replica.port, "standby"),
+    ]
+    assert all(n.host == "127.0.0.1" and n.status in (1, 2) for n in nodes)
+    assert sum(n.weight for n in nodes) == pytest.approx(1.0)
+    assert "reload config files" in pool.log_tail(100)
+
+
+def test_a_wrong_password_is_refused_without_echoing_it(pool: Pgpool) -> None:
+    with pytest.raises(pcp.PcpError, match="authentication failed") as info:
+        pcp.reload_pgpool("127.0.0.1", pool.pcp_port, "pcpadmin", "wrong-secret")
+    assert "wrong-secret" not in str(info.value)
+
+
+def test_an_unknown_node_is_a_clear_error(pool: Pgpool) -> None:
+    with pcp.PcpClient("127.0.0.1", pool.pcp_port) as client:
+        client.login("pcpadmin", "pc:pw\\x")
+        with pytest.raises(pcp.PcpError, match="invalid node ID"):
+            client.node_info(7)
+
+
+def test_pgpool_down_is_a_pcp_error_not_a_hang(pool: Pgpool) -> None:
+    with pytest.raises(pcp.PcpError, match="cannot connect"):
+        pcp.reload_pgpool("127.0.0.1", 1, "pcpadmin", "x", timeout=2)
