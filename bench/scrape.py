@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 
 import psycopg
-from prometheus_client import CollectorRegistry, generate_latest
 
 from bench.common import summary, write
 from pgpoolsync.cli import main as cli_main
 from pgpoolsync.devcluster import PgCluster, Pgpool
 from pgpoolsync.exporter import QUERIES, Scraper
-from pgpoolsync.metrics import FamiliesCollector
+from pgpoolsync.metrics import exposition
 
 
 def run(rounds: int) -> dict[str, object]:
@@ -56,19 +55,17 @@ def run(rounds: int) -> dict[str, object]:
         pool.start()
         conninfo = f"host=127.0.0.1 port={pool.port} user=monitor dbname=postgres"
         scraper = Scraper(conninfo=conninfo, password="mon-pw")
-        registry = CollectorRegistry()
-        registry.register(FamiliesCollector(scraper.scrape))
         bare = psycopg.connect(
             conninfo, password="mon-pw", autocommit=True, cursor_factory=psycopg.ClientCursor
         )
         for _ in range(10):  # warm both paths
-            generate_latest(registry)
+            exposition(scraper.scrape())
             for what, _ in QUERIES:
                 bare.execute(f"SHOW {what}").fetchall()
         scrape_s, floor_s = [], []
         for _ in range(rounds):
             t0 = time.perf_counter()
-            text = generate_latest(registry)
+            text = exposition(scraper.scrape())
             scrape_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             bare.execute("SHOW POOL_VERSION").fetchall()

@@ -336,10 +336,14 @@ def cmd_exporter(settings: ExporterSettings) -> int:
 
     registry = CollectorRegistry()
     scraper = Scraper(conninfo=settings.conninfo, password=settings.password)
-    registry.register(metrics.FamiliesCollector(scraper.scrape))
     host, port = metrics.parse_listen(settings.listen)
     server = metrics.serve(
-        registry=registry, healthy=lambda: (True, "ok"), ready=lambda: True, host=host, port=port
+        registry=registry,
+        healthy=lambda: (True, "ok"),
+        ready=lambda: True,
+        host=host,
+        port=port,
+        extra=lambda: metrics.exposition(scraper.scrape()),
     )
     log.info(
         "exporting pgpool metrics from %s on %s:%d",

@@ -17,9 +17,9 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -41,6 +41,9 @@ class Family:
     def add(self, value: float, **labels: str) -> None:
         self.samples.append((tuple(labels.items()), value))
 
+    def add_labels(self, labels: Labels, value: float) -> None:
+        self.samples.append((labels, value))
+
 
 def status_value(text: str | None) -> float:
     return 1.0 if (text or "").strip().lower() in ("true", "up", "waiting") else 0.0
@@ -49,14 +52,16 @@ def status_value(text: str | None) -> float:
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 
-def number(text: Any) -> float:
-    """A float from pgpool's text: ``-nan``, ``nan``, ``unknown`` and empty → NaN."""
+def number(text: str | float | None) -> float:
+    """A float from pgpool's text: ``-nan``, ``nan``, ``unknown`` and empty → NaN,
+    ``0.000568 second`` → 0.000568."""
     if text is None:
         return math.nan
-    if isinstance(text, int | float):
+    try:
         return float(text)
-    m = _NUMBER.match(str(text))
-    return float(m.group(1)) if m else math.nan
+    except ValueError:
+        m = _NUMBER.match(text) if isinstance(text, str) else None
+        return float(m.group(1)) if m else math.nan
 
 
 def delay_seconds(text: Any) -> float | None:
@@ -66,7 +71,112 @@ def delay_seconds(text: Any) -> float | None:
     return number(text)
 
 
-Rows = list[dict[str, Any]]
+Column = list[str | None]
+
+
+class _Part(NamedTuple):
+    names: dict[str, int]
+    nrows: int
+    values: Callable[[int], Column]  # column index -> every row's value
+    nonempty: Callable[[int], int]  # column index -> rows where it is neither NULL nor ""
+    cells: Callable[[], Column]  # every value, row by row
+
+
+class Table:
+    """One SHOW answer, column by name: pgpool's text values, None for NULL.
+
+    Built from libpq results (``from_results``) or from plain rows (``from_rows``). Small
+    answers (one row per node) are decoded at once; large ones (``pool_pools``: children x
+    max_pool x backends rows) only in the columns a parser asks for, and ``nonempty`` counts
+    without decoding. Several result sets are concatenated: pgpool 4.3 answers
+    ``SHOW pool_processes`` with an empty result set first and the real one second.
+    """
+
+    EAGER_ROWS = 16  # one per backend node
+
+    __slots__ = ("_columns", "_parts", "nrows")
+
+    def __init__(self, parts: list[_Part]) -> None:
+        self._parts = parts
+        self._columns: dict[str, Column | None] = {}
+        self.nrows = sum(p.nrows for p in parts)
+        if len(parts) == 1 and parts[0].nrows <= self.EAGER_ROWS:
+            cells, width = parts[0].cells(), len(parts[0].names)
+            self._columns = {name: cells[c::width] for name, c in parts[0].names.items()}
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> Table:
+        names: dict[str, int] = {}
+        for row in rows:
+            for key in row:
+                names.setdefault(key, len(names))
+        keys = list(names)
+
+        def values(c: int) -> Column:
+            return [None if (v := row.get(keys[c])) is None else str(v) for row in rows]
+
+        def nonempty(c: int) -> int:
+            return sum(1 for v in values(c) if v)
+
+        def cells() -> Column:
+            return [None if (v := row.get(k)) is None else str(v) for row in rows for k in keys]
+
+        return cls([_Part(names, len(rows), values, nonempty, cells)])
+
+    @classmethod
+    def from_results(cls, results: Sequence[Any]) -> Table:
+        """From ``psycopg.pq.PGresult`` objects (anything with nfields/ntuples/fname/get_value)."""
+        parts = []
+        for res in results:
+            names = {res.fname(i).decode("utf-8", "replace"): i for i in range(res.nfields)}
+            get, rows = res.get_value, range(res.ntuples)
+
+            def values(c: int, get: Any = get, rows: range = rows) -> Column:
+                return [
+                    None if (v := get(r, c)) is None else v.decode("utf-8", "replace") for r in rows
+                ]
+
+            def nonempty(c: int, get: Any = get, rows: range = rows) -> int:
+                return sum(1 for r in rows if get(r, c))
+
+            def cells(
+                get: Any = get, rows: range = rows, cols: range = range(res.nfields)
+            ) -> Column:
+                return [
+                    None if (v := get(r, c)) is None else v.decode("utf-8", "replace")
+                    for r in rows
+                    for c in cols
+                ]
+
+            parts.append(_Part(names, res.ntuples, values, nonempty, cells))
+        return cls(parts)
+
+    def column(self, name: str) -> Column | None:
+        """Every row's value of ``name`` (None where a result set lacks it); None if none has it."""
+        try:
+            return self._columns[name]
+        except KeyError:
+            pass
+        out: Column | None = None
+        if any(name in p.names for p in self._parts):
+            out = []
+            for p in self._parts:
+                c = p.names.get(name)
+                out += [None] * p.nrows if c is None else p.values(c)
+        self._columns[name] = out
+        return out
+
+    def nonempty(self, name: str) -> int:
+        """How many rows have ``name`` neither NULL nor empty."""
+        return sum(p.nonempty(c) for p in self._parts if (c := p.names.get(name)) is not None)
+
+    def first(self) -> str | None:
+        """The first column of the last row (``SHOW POOL_VERSION``)."""
+        for p in reversed(self._parts):
+            if p.nrows and p.names:
+                return p.values(0)[-1]
+        return None
+
 
 POOL_NODES_COLS = {"select_cnt": "SELECT statement counts issued to each backend"}
 BACKEND_STATS_COLS = {
@@ -102,78 +212,103 @@ CACHE_COLS = {
 }
 
 
-def _node_labels(row: dict[str, Any], index: int) -> dict[str, str]:
-    return {
-        "hostname": str(row.get("hostname", "")),
-        "port": str(row.get("port", "")),
-        "role": str(row.get("role", "")),
-        "node_id": str(row.get("node_id", index)),
-    }
+def _node_labels(t: Table) -> list[Labels]:
+    def col(name: str) -> list[str]:
+        values = t.column(name) or [None] * t.nrows
+        return ["" if v is None else v for v in values]
+
+    ids = t.column("node_id") or [None] * t.nrows
+    return [
+        (("hostname", h), ("port", p), ("role", r), ("node_id", str(i) if n is None else n))
+        for i, (h, p, r, n) in enumerate(
+            zip(col("hostname"), col("port"), col("role"), ids, strict=True)
+        )
+    ]
 
 
-def _per_node(prefix: str, rows: Rows, columns: dict[str, str], *, kind: str) -> list[Family]:
-    status = Family(
-        f"{NS}_{prefix}_status",
-        "gauge",
-        "Backend node Status (1 for up or waiting, 0 for down or unused)",
+# (column, metric name, type, help, conversion) for one family per column of a per-node SHOW
+Spec = tuple[tuple[str, str, str, str, Callable[[Any], float]], ...]
+
+
+def _spec(prefix: str, columns: dict[str, str], *, kind: str) -> Spec:
+    status_help = "Backend node Status (1 for up or waiting, 0 for down or unused)"
+    return (
+        ("status", f"{NS}_{prefix}_status", "gauge", status_help, status_value),
+        *((c, f"{NS}_{prefix}_{c}", kind, h, number) for c, h in columns.items()),
     )
-    fams = {c: Family(f"{NS}_{prefix}_{c}", kind, h) for c, h in columns.items()}
-    for i, row in enumerate(rows):
-        labels = _node_labels(row, i)
-        if "status" in row:
-            status.add(status_value(row["status"]), **labels)
-        for col, fam in fams.items():
-            if col in row:
-                fam.add(number(row[col]), **labels)
-    return [status, *fams.values()]
 
 
-def parse_pool_nodes(rows: Rows) -> list[Family]:
-    fams = _per_node("pool_nodes", rows, POOL_NODES_COLS, kind="untyped")
-    delay = Family(f"{NS}_pool_nodes_replication_delay", "gauge", "Replication delay")
+POOL_NODES_SPEC: Spec = (
+    *_spec("pool_nodes", POOL_NODES_COLS, kind="untyped"),
+    (
+        "replication_delay",
+        f"{NS}_pool_nodes_replication_delay",
+        "gauge",
+        "Replication delay",
+        number,
+    ),
+)
+POOL_NODES_TAIL_SPEC: Spec = (
+    ("lb_weight", f"{NS}_pool_nodes_lb_weight", "gauge", "Load balance weight (0..1)", number),
+    (
+        "pg_status",
+        f"{NS}_pool_nodes_pg_status",
+        "gauge",
+        "Actual PostgreSQL status seen by pgpool (1 up, 0 otherwise)",
+        status_value,
+    ),
+)
+BACKEND_STATS_SPEC = _spec("pool_backend_stats", BACKEND_STATS_COLS, kind="untyped")
+HEALTH_SPEC = _spec("pool_health_check_stats", HEALTH_COLS, kind="gauge")
+
+
+def _per_node(t: Table, spec: Spec, labels: list[Labels]) -> list[Family]:
+    """One family per spec entry, one sample per node whose SHOW has that column."""
+    fams = []
+    for col, name, kind, help_, conv in spec:
+        values = t.column(col)
+        samples = [] if values is None else [(lab, conv(v)) for lab, v in zip(labels, values)]  # noqa: B905 - one each per row
+        fams.append(Family(name, kind, help_, samples))
+    return fams
+
+
+def parse_pool_nodes(t: Table) -> list[Family]:
+    labels = _node_labels(t)
     delay_s = Family(
         f"{NS}_pool_nodes_replication_delay_seconds",
         "gauge",
         "Replication delay in seconds (when pgpool reports it as time)",
     )
-    weight = Family(f"{NS}_pool_nodes_lb_weight", "gauge", "Load balance weight (0..1)")
-    pg_status = Family(
-        f"{NS}_pool_nodes_pg_status",
-        "gauge",
-        "Actual PostgreSQL status seen by pgpool (1 up, 0 otherwise)",
-    )
-    for i, row in enumerate(rows):
-        labels = _node_labels(row, i)
-        if "replication_delay" in row:
-            delay.add(number(row["replication_delay"]), **labels)
-            seconds = delay_seconds(row["replication_delay"])
-            if seconds is not None:
-                delay_s.add(seconds, **labels)
-        if "lb_weight" in row:
-            weight.add(number(row["lb_weight"]), **labels)
-        if "pg_status" in row:
-            pg_status.add(status_value(row["pg_status"]), **labels)
-    return [*fams, delay, delay_s, weight, pg_status]
+    for lab, text in zip(labels, t.column("replication_delay") or [], strict=False):
+        seconds = delay_seconds(text)
+        if seconds is not None:
+            delay_s.add_labels(lab, seconds)
+    return [
+        *_per_node(t, POOL_NODES_SPEC, labels),
+        delay_s,
+        *_per_node(t, POOL_NODES_TAIL_SPEC, labels),
+    ]
 
 
-def parse_backend_stats(rows: Rows) -> list[Family]:
-    return _per_node("pool_backend_stats", rows, BACKEND_STATS_COLS, kind="untyped")
+def parse_backend_stats(t: Table) -> list[Family]:
+    return _per_node(t, BACKEND_STATS_SPEC, _node_labels(t))
 
 
-def parse_health_check_stats(rows: Rows) -> list[Family]:
-    return _per_node("pool_health_check_stats", rows, HEALTH_COLS, kind="gauge")
+def parse_health_check_stats(t: Table) -> list[Family]:
+    return _per_node(t, HEALTH_SPEC, _node_labels(t))
 
 
-def parse_processes(rows: Rows) -> list[Family]:
+def parse_processes(t: Table) -> list[Family]:
     used = Family(f"{NS}_frontend_used", "gauge", "Number of used child processes")
     counts: dict[tuple[str, str], int] = {}
-    for row in rows:
-        user, db = row.get("username") or "", row.get("database") or ""
+    users = t.column("username") or []
+    dbs = t.column("database") or []
+    for user, db in zip(users, dbs, strict=False):
         if user and db:
             counts[(user, db)] = counts.get((user, db), 0) + 1
     for (user, db), n in sorted(counts.items()):
         used.add(float(n), username=user, database=db)
-    total = len(rows)
+    total = t.nrows
     in_use = sum(counts.values())
     return [
         Family(
@@ -189,9 +324,9 @@ def parse_processes(rows: Rows) -> list[Family]:
     ]
 
 
-def parse_pools(rows: Rows) -> list[Family]:
-    total = sum(1 for r in rows if r.get("pool_pid"))
-    used = sum(1 for r in rows if r.get("username"))
+def parse_pools(t: Table) -> list[Family]:
+    total = t.nonempty("pool_pid")
+    used = t.nonempty("username")
     return [
         Family(
             f"{NS}_backend_total",
@@ -214,18 +349,18 @@ def parse_pools(rows: Rows) -> list[Family]:
     ]
 
 
-def parse_cache(rows: Rows) -> list[Family]:
+def parse_cache(t: Table) -> list[Family]:
     fams = []
     for col, help_ in CACHE_COLS.items():
         fam = Family(f"{NS}_pool_cache_{col}", "gauge", help_)
-        for row in rows[:1]:
-            if col in row:
-                fam.add(number(row[col]))
+        values = t.column(col)
+        if values:
+            fam.add(number(values[0]))
         fams.append(fam)
     return fams
 
 
-QUERIES: tuple[tuple[str, Callable[[Rows], list[Family]]], ...] = (
+QUERIES: tuple[tuple[str, Callable[[Table], list[Family]]], ...] = (
     ("pool_nodes", parse_pool_nodes),
     ("pool_backend_stats", parse_backend_stats),
     ("pool_health_check_stats", parse_health_check_stats),
@@ -235,16 +370,15 @@ QUERIES: tuple[tuple[str, Callable[[Rows], list[Family]]], ...] = (
 )
 
 
-def _rows(conn: psycopg.Connection[Any], what: str) -> Rows:
-    """Rows of every result set: pgpool 4.3 answers SHOW pool_processes with an empty result
-    set first and the real one second."""
+def show(conn: psycopg.Connection[Any], what: str) -> Table:
+    """``SHOW what``: every result set, as a Table (decoded only as far as it needs)."""
     cur = conn.execute(f"SHOW {what}")
-    rows: Rows = []
+    results = []
     while True:
-        cols = [d.name for d in cur.description or []]
-        rows += [dict(zip(cols, r, strict=False)) for r in cur.fetchall()]
+        if cur.pgresult is not None:
+            results.append(cur.pgresult)
         if not cur.nextset():
-            return rows
+            return Table.from_results(results)
 
 
 class Scraper:
@@ -293,8 +427,7 @@ class Scraper:
         for attempt in (1, 2):
             try:
                 conn = self._ensure()
-                rows = _rows(conn, "POOL_VERSION")
-                return str(next(iter(rows[-1].values()))) if rows else ""
+                return show(conn, "POOL_VERSION").first() or ""
             except psycopg.Error as exc:
                 self._drop()
                 if attempt == 2:
@@ -322,7 +455,7 @@ class Scraper:
             assert self._conn is not None
             for what, parse in QUERIES:
                 try:
-                    fams.extend(parse(_rows(self._conn, what)))
+                    fams.extend(parse(show(self._conn, what)))
                 except psycopg.Error as exc:
                     error = True
                     log.info(

@@ -1,15 +1,17 @@
-"""pgpoolsync's own metrics, the exporter's collector, and the /metrics, /healthz, /readyz server.
+"""pgpoolsync's own metrics, the text exposition of the exporter's families, and the /metrics,
+/healthz, /readyz server.
 
 The only ``import prometheus_client``. Owns the metric families (prefix ``pgpoolsync_``) on a
-registry handed in (never the global one), the per-scrape collector that turns the exporter's
-plain families into Prometheus ones, and the small HTTP server. /healthz fails when a watch has
+registry handed in (never the global one), ``exposition`` that writes the exporter's plain
+families in the same text format, and the small HTTP server. /healthz fails when a watch has
 made no progress past its timeout; /readyz is ok once the first apply is on disk.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -21,13 +23,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-    UntypedMetricFamily,
-)
-from prometheus_client.registry import Collector
 
 
 class FamilyLike(Protocol):
@@ -95,8 +90,11 @@ def serve(
     ready: Callable[[], bool],
     host: str,
     port: int,
+    extra: Callable[[], bytes] | None = None,
 ) -> ThreadingHTTPServer:
-    """Start the HTTP server in a daemon thread and return it (``.shutdown()`` to stop)."""
+    """Start the HTTP server in a daemon thread and return it (``.shutdown()`` to stop).
+
+    /metrics is the registry's exposition followed by ``extra()`` (the exporter's families)."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -112,7 +110,8 @@ def serve(
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                body = generate_latest(registry)
+                self._send(200, body + extra() if extra else body, CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 ok, why = healthy()
                 self._send(200 if ok else 503, (why or "ok").encode() + b"\n")
@@ -134,29 +133,57 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return (host.strip("[]") or "0.0.0.0"), int(port)  # noqa: S104
 
 
-class FamiliesCollector(Collector):
-    """A per-scrape custom collector: calls ``scrape`` and yields what it returns."""
-
-    def __init__(self, scrape: Callable[[], Iterable[FamilyLike]]) -> None:
-        self._scrape = scrape
-
-    def collect(self) -> Iterator[Metric]:
-        for fam in self._scrape():
-            if fam.kind == "counter":
-                out: Metric = CounterMetricFamily(
-                    fam.name, fam.help, labels=_label_names(fam.samples)
-                )
-            elif fam.kind == "gauge":
-                out = GaugeMetricFamily(fam.name, fam.help, labels=_label_names(fam.samples))
+def exposition(fams: Iterable[FamilyLike]) -> bytes:
+    """Families in the Prometheus text format 0.0.4, byte for byte what prometheus_client's
+    ``generate_latest`` writes for the same families (counters get ``_total``, labels sorted,
+    Go-style floats), without its per-sample validation: names here are constants, and label
+    values are escaped. ``generate_latest`` on the ~70 samples of one pgpool scrape took 1.7 ms,
+    nearly as long as the SHOW queries themselves (bench/scrape)."""
+    out: list[str] = []
+    # A node's labels tuple is shared by every family of its SHOW: key by identity (all are
+    # alive in ``fams`` for the whole call) to skip re-hashing, sorting and escaping.
+    label_text: dict[int, str] = {}
+    for fam in fams:
+        name, header = _header(fam.name, fam.kind, fam.help)
+        out.append(header)
+        for labels, value in fam.samples:
+            text = repr(value)
+            if len(text) > 8 or "n" in text:  # nan, inf, or a long one Go writes with e+
+                text = _go_float(value)
+            if labels:
+                inner = label_text.get(id(labels))
+                if inner is None:
+                    inner = label_text[id(labels)] = ",".join(
+                        f'{k}="{_escape_label(v)}"' for k, v in sorted(labels)
+                    )
+                out.append(f"{name}{{{inner}}} {text}\n")
             else:
-                out = UntypedMetricFamily(fam.name, fam.help, labels=_label_names(fam.samples))
-            for labels, value in fam.samples:
-                out.add_metric([v for _, v in labels], value)  # type: ignore[attr-defined]
-            yield out
-
-    def describe(self) -> list[Metric]:
-        return []  # families depend on what pgpool answers; never scrape at registration
+                out.append(f"{name} {text}\n")
+    return "".join(out).encode()
 
 
-def _label_names(samples: Sequence[tuple[tuple[tuple[str, str], ...], float]]) -> list[str]:
-    return [k for k, _ in samples[0][0]] if samples else []
+@functools.lru_cache(maxsize=512)
+def _header(name: str, kind: str, help_: str) -> tuple[str, str]:
+    name = f"{name}_total" if kind == "counter" else name
+    help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
+    return name, f"# HELP {name} {help_}\n# TYPE {name} {kind}\n"
+
+
+def _escape_label(text: str) -> str:
+    if "\\" in text or "\n" in text or '"' in text:
+        return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return text
+
+
+_GO_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+
+
+def _go_float(value: float) -> str:
+    s = repr(float(value))
+    if s in _GO_SPECIAL:
+        return _GO_SPECIAL[s]
+    dot = s.find(".")
+    if value > 0 and dot > 6:  # Go switches to an exponent sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return s

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    UntypedMetricFamily,
+)
+from prometheus_client.registry import Collector
 
 from pgpoolsync import exporter
-from pgpoolsync.metrics import FamiliesCollector
+from pgpoolsync.exporter import Table
+from pgpoolsync.metrics import exposition
 
 
 @pytest.mark.parametrize(
@@ -72,13 +83,80 @@ NODES = [
 
 
 def _text(fams: list[exporter.Family]) -> str:
+    return exposition(fams).decode()
+
+
+class _Reference(Collector):
+    """The same families through prometheus_client's own classes and exposition."""
+
+    def __init__(self, fams: list[exporter.Family]) -> None:
+        self.fams = fams
+
+    def collect(self) -> Any:
+        kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
+        for fam in self.fams:
+            names = [k for k, _ in fam.samples[0][0]] if fam.samples else []
+            out: Metric = kinds.get(fam.kind, UntypedMetricFamily)(fam.name, fam.help, labels=names)
+            for labels, value in fam.samples:
+                out.add_metric([v for _, v in labels], value)  # type: ignore[attr-defined]
+            yield out
+
+
+def _reference_text(fams: list[exporter.Family]) -> str:
     reg = CollectorRegistry()
-    reg.register(FamiliesCollector(lambda: fams))
+    reg.register(_Reference(fams))
     return generate_latest(reg).decode()
 
 
+_label_value = st.text(st.characters(codec="utf-8"), max_size=12)
+_value = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**20), 10**20).map(float),
+    st.sampled_from([0.0, 1.0, 0.5, 1234567.0, 12345678.0, 1e-7, 123456789.125]),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["counter", "gauge", "untyped"]),
+            st.text(st.characters(codec="utf-8"), max_size=20),
+            st.lists(st.tuples(_label_value, _label_value, _value), max_size=4),
+        ),
+        max_size=5,
+    )
+)
+def test_exposition_is_byte_identical_to_prometheus_client(
+    spec: list[tuple[str, str, list[tuple[str, str, float]]]],
+) -> None:
+    fams = [
+        exporter.Family(
+            f"pgpool2_f{i}",
+            kind,
+            help_,
+            [((("zeta", a), ("alpha", b)), v) for a, b, v in samples],
+        )
+        for i, (kind, help_, samples) in enumerate(spec)
+    ]
+    assert _text(fams) == _reference_text(fams)
+
+
+def test_every_parsed_family_exposes_like_prometheus_client() -> None:
+    pools = Table.from_rows([{"pool_pid": "1", "username": "u", "database": "d"}] * 3)
+    fams = [
+        *exporter.parse_pool_nodes(Table.from_rows(NODES)),
+        *exporter.parse_backend_stats(Table.from_rows(NODES)),
+        *exporter.parse_health_check_stats(Table.from_rows(NODES)),
+        *exporter.parse_processes(pools),
+        *exporter.parse_pools(pools),
+        *exporter.parse_cache(Table.from_rows([{"cache_hit_ratio": "0.25"}])),
+    ]
+    assert len(fams) > 30
+    assert _text(fams) == _reference_text(fams)
+
+
 def test_two_nodes_on_one_host_port_role_do_not_collide() -> None:
-    text = _text(exporter.parse_pool_nodes(NODES))
+    text = _text(exporter.parse_pool_nodes(Table.from_rows(NODES)))
     assert (
         'pgpool2_pool_nodes_select_cnt{hostname="db",node_id="0",port="5432",role="primary"} 7.0'
         in text
@@ -100,7 +178,7 @@ def test_frontend_and_backend_usage() -> None:
         {"pool_pid": "1", "database": "app", "username": "u"},
         {"pool_pid": "2", "database": "", "username": ""},
     ]
-    fams = {f.name: f for f in exporter.parse_processes(procs)}
+    fams = {f.name: f for f in exporter.parse_processes(Table.from_rows(procs))}
     assert fams["pgpool2_frontend_total"].samples == [((), 2.0)]
     assert fams["pgpool2_frontend_used"].samples == [
         ((("username", "u"), ("database", "app")), 1.0)
@@ -109,31 +187,69 @@ def test_frontend_and_backend_usage() -> None:
     pools = {
         f.name: f
         for f in exporter.parse_pools(
-            [{"pool_pid": "1", "username": "u"}, {"pool_pid": "1", "username": ""}]
+            Table.from_rows([{"pool_pid": "1", "username": "u"}, {"pool_pid": "1", "username": ""}])
         )
     }
     assert pools["pgpool2_backend_used_ratio"].samples == [((), 0.5)]
 
 
+class FakeResult:
+    """What libpq hands back (psycopg.pq.PGresult): names and raw bytes by row, column."""
+
+    def __init__(
+        self, rows: Sequence[Mapping[str, str | None]], names: list[str] | None = None
+    ) -> None:
+        self.names = names if names is not None else list(rows[0]) if rows else []
+        self.rows = [[None if v is None else v.encode() for v in r.values()] for r in rows]
+        self.nfields, self.ntuples = len(self.names), len(rows)
+
+    def fname(self, i: int) -> bytes:
+        return self.names[i].encode()
+
+    def get_value(self, r: int, c: int) -> bytes | None:
+        return self.rows[r][c]
+
+
 class FakeCursor:
-    def __init__(self, rows: list[dict[str, str]]) -> None:
-        cols = list(rows[0]) if rows else ["pool_version"]
-
-        class D:
-            def __init__(self, name: str) -> None:
-                self.name = name
-
-        self.description = [D(c) for c in cols]
-        self._rows = [tuple(r.values()) for r in rows]
-
-    def fetchone(self) -> tuple[str, ...]:
-        return self._rows[0] if self._rows else ("4.3.5 (tamahomeboshi)",)
-
-    def fetchall(self) -> list[tuple[str, ...]]:
-        return self._rows
+    def __init__(self, *results: Sequence[Mapping[str, str | None]]) -> None:
+        self.results = [FakeResult(r) for r in results]
+        self.pgresult: FakeResult | None = self.results.pop(0)
 
     def nextset(self) -> bool:
-        return False
+        self.pgresult = self.results.pop(0) if self.results else None
+        return self.pgresult is not None
+
+
+ROWS: list[dict[str, str | None]] = [
+    {"pool_pid": str(100 + i), "username": ["", "app", 'ünï "q"', None][i % 4], "x": None}
+    for i in range(40)
+]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 16, 17, 40])
+def test_a_table_of_libpq_results_reads_like_one_of_plain_rows(n: int) -> None:
+    rows = ROWS[:n]
+    raw, plain = Table.from_results([FakeResult(rows)]), Table.from_rows(rows)
+    assert raw.nrows == plain.nrows == n
+    for name in ("pool_pid", "username", "x", "missing"):
+        assert raw.column(name) == plain.column(name)
+        assert raw.nonempty(name) == plain.nonempty(name)
+    if n:
+        assert raw.column("username") == [r["username"] for r in rows]
+        assert raw.nonempty("username") == sum(1 for r in rows if r["username"])
+    assert raw.column("missing") is None
+
+
+def test_result_sets_are_concatenated_like_pgpool_43_pool_processes() -> None:
+    rows = ROWS[:5]
+    t = Table.from_results([FakeResult([], names=list(rows[0])), FakeResult(rows)])
+    assert t.nrows == 5
+    assert t.column("pool_pid") == [r["pool_pid"] for r in rows]
+    other = Table.from_results([FakeResult(rows[:2]), FakeResult([{"other": "1"}])])
+    assert other.column("pool_pid") == ["100", "101", None]
+    assert other.column("other") == [None, None, "1"]
+    fams = {f.name: f for f in exporter.parse_processes(t)}
+    assert fams["pgpool2_frontend_total"].samples == [((), 5.0)]
 
 
 class FakeConn:
