@@ -228,7 +228,11 @@ class KubeApiDouble:
                 pass
 
             def _json(self, status: int, body: Obj, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
+                self._send_json(status, json.dumps(body).encode(), headers)
+
+            def _send_json(
+                self, status: int, data: bytes, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -312,22 +316,21 @@ class KubeApiDouble:
 
             def _list(self, ns: str, kind: str, labels: str | None, fields: str | None) -> None:
                 st = double.store
-                with st.cond:
+                with st.cond:  # serialised under the lock: a consistent snapshot, no copies
                     items = [
-                        copy.deepcopy(o)
+                        o
                         for _, o in sorted(st.objects.get((kind, ns), {}).items())
                         if self._matches(o, labels, fields)
                     ]
-                    rv = st.rv
-                self._json(
-                    200,
-                    {
-                        "kind": _LIST_KIND[kind],
-                        "apiVersion": "v1",
-                        "metadata": {"resourceVersion": str(rv)},
-                        "items": items,
-                    },
-                )
+                    data = json.dumps(
+                        {
+                            "kind": _LIST_KIND[kind],
+                            "apiVersion": "v1",
+                            "metadata": {"resourceVersion": str(st.rv)},
+                            "items": items,
+                        }
+                    ).encode()
+                self._send_json(200, data)
 
             def _chunk(self, data: bytes) -> None:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
