@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pgpoolsync.devcluster import pgpool_binary
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -23,12 +25,10 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    pgpool = (
-        subprocess.run(
-            ["pgpool", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        or "?"
+    got = subprocess.run(
+        [pgpool_binary(), "--version"], capture_output=True, text=True, check=False
     )
+    pgpool = (got.stdout + got.stderr).strip() or "?"  # pgpool prints its version on stderr
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
