@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pgpoolsync.devcluster import pgpool_binary
+from tests.kubeapi import KubeApiDouble, secret
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,3 +60,8 @@ def write(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
     return path
+
+
+def put_credential(api: KubeApiDouble, name: str, *, user: str, password: str, app: str) -> None:
+    """Create or update the credential Secret ``name`` (labelled ``app``) in the API double."""
+    api.put("secrets", secret(name, {"username": user, "password": password}, labels={"app": app}))

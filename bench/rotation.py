@@ -29,10 +29,10 @@ from typing import Any
 
 import psycopg
 
-from bench.common import summary, write
+from bench.common import put_credential, summary, write
 from pgpoolsync.cli import main as cli_main
 from pgpoolsync.devcluster import PgCluster, Pgpool, free_port, wait_port
-from tests.kubeapi import KubeApiDouble, secret
+from tests.kubeapi import KubeApiDouble
 
 
 def _login(pool: Pgpool, user: str, password: str) -> bool:
@@ -130,9 +130,7 @@ def run(rotations: int, baseline: int, clients: int) -> dict[str, Any]:
             conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_load")
         cluster.wait_replayed()
         for user, pw in (("bench_rot", "pw-0"), ("bench_load", "load-pw")):
-            api.put(
-                "secrets", secret(user, {"username": user, "password": pw}, labels={"app": "bench"})
-            )
+            put_credential(api, user, user=user, password=pw, app="bench")
         params = {**pool.params(), "PGPOOL_PARAMS_NUM_INIT_CHILDREN": "32"}
         backends = cluster.backend_args()
         metrics_port = free_port()
@@ -191,13 +189,8 @@ def run(rotations: int, baseline: int, clients: int) -> dict[str, Any]:
                 rotated += 1
                 cluster.set_role("bench_rot", f"pw-{rotated}")
                 t0 = time.perf_counter()
-                api.put(
-                    "secrets",
-                    secret(
-                        "bench_rot",
-                        {"username": "bench_rot", "password": f"pw-{rotated}"},
-                        labels={"app": "bench"},
-                    ),
+                put_credential(
+                    api, "bench_rot", user="bench_rot", password=f"pw-{rotated}", app="bench"
                 )
                 live.append(_wait_login(pool, "bench_rot", f"pw-{rotated}", t0))
             result = _pgbench_result(load)

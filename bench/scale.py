@@ -22,9 +22,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import summary, write
+from bench.common import put_credential, summary, write
 from pgpoolsync.devcluster import PgCluster, Pgpool, free_port
-from tests.kubeapi import KubeApiDouble, secret
+from tests.kubeapi import KubeApiDouble
 
 
 def _metrics(port: int) -> str:
@@ -51,13 +51,8 @@ def one_size(n: int, changes: int, cluster: PgCluster, base: Path) -> dict[str, 
     proc: subprocess.Popen[bytes] | None = None
     try:
         for i in range(n):
-            api.put(
-                "secrets",
-                secret(
-                    f"user-{i:05d}",
-                    {"username": f"user{i:05d}", "password": f"password-{i}"},
-                    labels={"app": "scale"},
-                ),
+            put_credential(
+                api, f"user-{i:05d}", user=f"user{i:05d}", password=f"password-{i}", app="scale"
             )
         port = free_port()
         env = {
@@ -110,13 +105,8 @@ def one_size(n: int, changes: int, cluster: PgCluster, base: Path) -> dict[str, 
         sum0 = _value(before, "pgpoolsync_change_to_reload_seconds_sum")
         per_change: list[float] = []
         for c in range(changes):
-            api.put(
-                "secrets",
-                secret(
-                    "user-00000",
-                    {"username": "user00000", "password": f"rotated-{c}"},
-                    labels={"app": "scale"},
-                ),
+            put_credential(
+                api, "user-00000", user="user00000", password=f"rotated-{c}", app="scale"
             )
             deadline = time.perf_counter() + 30
             while True:
