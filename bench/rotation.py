@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -31,7 +30,7 @@ import psycopg
 
 from bench.common import put_credential, summary, write
 from pgpoolsync.cli import main as cli_main
-from pgpoolsync.devcluster import PgCluster, Pgpool, free_port, wait_port
+from pgpoolsync.devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe, wait_port
 from tests.kubeapi import KubeApiDouble
 
 
@@ -143,7 +142,7 @@ def run(rotations: int, baseline: int, clients: int) -> dict[str, Any]:
         with (base / "run.log").open("ab") as log:
             sync = subprocess.Popen(
                 [
-                    str(Path(sys.executable).parent / "pgpoolsync"),
+                    pgpoolsync_exe(),
                     "run",
                     "--config-dir",
                     str(pool.config_dir),

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import put_credential, summary, write
-from pgpoolsync.devcluster import PgCluster, Pgpool, free_port
+from pgpoolsync.devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe
 from tests.kubeapi import KubeApiDouble
 
 
@@ -62,7 +61,7 @@ def one_size(n: int, changes: int, cluster: PgCluster, base: Path) -> dict[str, 
             "PGPOOL_PCP_PASSWORD": "pcp-pw",
         }
         argv = [
-            str(Path(sys.executable).parent / "pgpoolsync"),
+            pgpoolsync_exe(),
             "--log-level",
             "WARNING",
             "run",

@@ -37,15 +37,16 @@ def _read_hba(common: Common) -> str | None:
 def _tls(
     common: Common, secret: Callable[[], dict[str, bytes] | None] | None = None
 ) -> Callable[[], sources.TlsResult]:
-    if common.tls == "secret" and common.tls_dir is None and secret is None:
-        raise UsageError("--tls secret needs --tls-dir (or --tls-secret with --kube)")
-    return sources.tls_source(
-        mode=common.tls,
-        config_dir=common.config_dir,
-        tls_dir=common.tls_dir,
-        names=[*common.tls_names, *tls.default_names(None, None)],
-        secret=secret,
-    )
+    try:
+        return sources.tls_source(
+            mode=common.tls,
+            config_dir=common.config_dir,
+            tls_dir=common.tls_dir,
+            names=[*common.tls_names, *tls.default_names(None, None)],
+            secret=secret,
+        )
+    except ValueError as exc:  # --tls secret without a place to read it from
+        raise UsageError(str(exc)) from None
 
 
 def cmd_render(common: Common) -> int:
@@ -126,12 +127,17 @@ class _Kube:
     """The Kubernetes side of `run`: watchers, snapshot, Events, health."""
 
     def __init__(
-        self, common: Common, run: RunSettings, *, notify: Callable[[], None], m: metrics.Metrics
+        self,
+        common: Common,
+        run: RunSettings,
+        *,
+        preset: Preset | None,
+        notify: Callable[[], None],
+        m: metrics.Metrics,
     ) -> None:
         from pgpoolsync import kube  # noqa: PLC0415 - the kubernetes client loads only for --kube
 
         api = kube.load_api_client(kubeconfig=run.kubeconfig)
-        preset = _preset(run)
         ns = run.namespace or kube.in_cluster_namespace() or "default"
         selector = run.secret_selector or (preset.secret_selector if preset else None)
         names = run.secret_names or (preset.secret_names if preset else ())
@@ -267,12 +273,11 @@ def cmd_run(common: Common, run: RunSettings) -> int:
     kube_side: _Kube | None = None
     dir_watchers: list[DirWatcher] = []
     if run.kube:
-        kube_side = _Kube(common, run, notify=change.notify, m=m)
+        kube_side = _Kube(common, run, preset=preset, notify=change.notify, m=m)
         tls_secret = kube_side.tls_secret if kube_side.tls_watcher else None
         snapshot = sources.with_tls(kube_side.snapshot, _tls(common, tls_secret))
         kube_side.start(sync_timeout=max(30.0, run.watch_timeout_seconds * 1.1 + 5))
     else:
-        preset = _preset(run)
         snapshot = sources.with_tls(
             sources.dir_snapshot(common.secrets_dir, _keys(preset)), _tls(common)
         )

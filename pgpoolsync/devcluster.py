@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ def pg_bindir() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
     return Path(found[-1]).parent
+
+
+def pgpoolsync_exe() -> str:
+    """The ``pgpoolsync`` console script of the running interpreter's environment."""
+    return str(Path(sys.executable).parent / "pgpoolsync")
 
 
 def pgpool_binary() -> str:
@@ -416,7 +422,6 @@ def _login(pool: Pgpool, user: str, password: str) -> bool:
 def demo(argv: Sequence[str] | None = None) -> int:
     """Start the demo; with --check, prove logins and a live rotation, then stop."""
     import argparse  # noqa: PLC0415 - only the demo needs it
-    import sys  # noqa: PLC0415
 
     ap = argparse.ArgumentParser(prog="python -m pgpoolsync.devcluster", description=__doc__)
     ap.add_argument("--dir", default="/tmp/pgpoolsync-demo", help="where everything lives")
@@ -452,7 +457,7 @@ def demo(argv: Sequence[str] | None = None) -> int:
             "PGPOOL_PCP_USER": "pcpadmin",
             "PGPOOL_PCP_PASSWORD": "demo-pcp-password",
         }
-        exe = str(Path(sys.executable).parent / "pgpoolsync")
+        exe = pgpoolsync_exe()
         with (base / "pgpoolsync.log").open("ab") as logf:
             sync = subprocess.Popen(
                 [

@@ -50,7 +50,6 @@ RESTART_PARAMS = frozenset(
         "wd_ipc_socket_dir",
     }
 )
-_RESTART_PREFIXES = ("ssl", "backend_hostname", "backend_port")
 _SENSITIVE = re.compile(r"password|secret|passphrase|key", re.IGNORECASE)
 
 
@@ -145,11 +144,7 @@ def restart_changes(running: Mapping[str, str], new: Mapping[str, str]) -> list[
         if running.get(name) == new.get(name):
             continue
         existing_backend = name.startswith(("backend_hostname", "backend_port")) and name in running
-        if (
-            name in RESTART_PARAMS
-            or existing_backend
-            or (name.startswith("ssl") and not name.startswith(_RESTART_PREFIXES[1:]))
-        ) or (
+        if (name in RESTART_PARAMS or existing_backend or name.startswith("ssl")) or (
             name.startswith("backend_flag")
             and "ALWAYS_PRIMARY" in running.get(name, "")
             and "ALWAYS_PRIMARY" not in new.get(name, "")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgpoolsync import hba, passwd
+from pgpoolsync import hba, passwd, tls
 from pgpoolsync.model import Credential, Param, Problem
 from pgpoolsync.presets import PRESETS
 
@@ -92,6 +92,24 @@ class _EnvParser:
         self.parser.add_argument(flag, default=default, help=f"{help}{shown} [env {twin}]", **kw)
 
 
+def _comma_list(value: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (value or "").split(",") if n.strip())
+
+
+def read_password_file(flag: str, path: str) -> str:
+    """A password file's text without its final newline. The error never quotes the content
+    (a UnicodeDecodeError's text would show a byte of it)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag} {path}: not valid UTF-8") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -160,7 +178,7 @@ def add_common_flags(p: _EnvParser) -> None:
         help="TLS for clients and backends: auto (a self-signed pair generated once and kept "
         "in CONFIG_DIR), secret (tls.crt/tls.key[/ca.crt] from --tls-dir or --tls-secret), off",
         default="auto",
-        choices=["auto", "secret", "off"],
+        choices=tls.MODES,
     )
     p.add(
         "--tls-dir",
@@ -252,11 +270,7 @@ def _exporter_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> Ex
         environ, uri=ns.data_source_uri, user=ns.data_source_user
     )
     if ns.data_source_pass_file:
-        try:
-            raw = Path(ns.data_source_pass_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--data-source-pass-file: {exc}") from None
-        password = raw[:-1] if raw.endswith("\n") else raw
+        password = read_password_file("--data-source-pass-file", ns.data_source_pass_file)
     return ExporterSettings(listen=ns.listen, conninfo=conninfo, password=password)
 
 
@@ -348,7 +362,7 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
         preset=ns.preset or None,
         cluster=ns.cluster or None,
         secret_selector=ns.secret_selector or None,
-        secret_names=tuple(n.strip() for n in (ns.secret_names or "").split(",") if n.strip()),
+        secret_names=_comma_list(ns.secret_names),
         primary_service=ns.primary_service or None,
         replica_service=ns.replica_service or None,
         service_address=ns.service_address,
@@ -407,11 +421,7 @@ def env_credentials(environ: Mapping[str, str]) -> tuple[list[Credential | Probl
 def _pcp_users(ns: argparse.Namespace, environ: Mapping[str, str]) -> list[Credential]:
     user = ns.pcp_user or environ.get("PGPOOL_PCP_USER", "")
     if ns.pcp_password_file:
-        try:
-            raw = Path(ns.pcp_password_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--pcp-password-file {ns.pcp_password_file}: {exc}") from None
-        password = raw[:-1] if raw.endswith("\n") else raw
+        password = read_password_file("--pcp-password-file", ns.pcp_password_file)
         source = f"--pcp-password-file {ns.pcp_password_file}"
     else:
         password = environ.get("PGPOOL_PCP_PASSWORD", "")
@@ -440,7 +450,7 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
         pool_key_seed_file=Path(ns.pool_key_seed_file) if ns.pool_key_seed_file else None,
         tls=ns.tls,
         tls_dir=Path(ns.tls_dir) if ns.tls_dir else None,
-        tls_names=tuple(n.strip() for n in (ns.tls_names or "").split(",") if n.strip()),
+        tls_names=_comma_list(ns.tls_names),
         tls_required=bool(ns.tls_required),
         env_params=tuple(env_params(environ)),
         env_credentials=tuple(creds),

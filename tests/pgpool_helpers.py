@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from pgpoolsync.devcluster import PgCluster, Pgpool
+from pgpoolsync.devcluster import PgCluster, Pgpool, pgpoolsync_exe
 
 
 def write_secret(
@@ -33,7 +32,7 @@ def render_cli(
     """Run the installed `pgpoolsync render` console script for this pgpool and cluster."""
     full_env = {"PATH": os.environ.get("PATH", ""), **pool.params(), **(env or {})}
     argv = [
-        str(Path(sys.executable).parent / "pgpoolsync"),
+        pgpoolsync_exe(),
         "render",
         "--config-dir",
         str(pool.config_dir),
@@ -69,7 +68,7 @@ class RunProcess:
                 *cluster.backend_args(),
             ]
         self.argv = [
-            str(Path(sys.executable).parent / "pgpoolsync"),
+            pgpoolsync_exe(),
             "--log-level",
             "DEBUG",
             "run",
@@ -98,6 +97,12 @@ class RunProcess:
             )
         self.wait_http("/readyz")
         return self
+
+    def wait_first_reload(self) -> None:
+        wait_until(
+            lambda: self.metric("pgpoolsync_reloads_total", 'result="success"') >= 1,
+            what="first reload",
+        )
 
     def get(self, path: str) -> tuple[int, str]:
         import urllib.error
@@ -153,14 +158,14 @@ class RunProcess:
             return self.proc.wait()
 
 
-def kubelet_write(root: Path, name: str, data: Mapping[str, str], *, stamp: str) -> None:
+def kubelet_write(root: Path, name: str, data: Mapping[str, str | bytes], *, stamp: str) -> None:
     """Update a Secret directory the way kubelet does: new ..<ts> dir, atomic ..data swap."""
     sub = root / name
     sub.mkdir(parents=True, exist_ok=True)
     ts = sub / f"..{stamp}"
     ts.mkdir()
     for key, value in data.items():
-        (ts / key).write_text(value, encoding="utf-8")
+        (ts / key).write_bytes(value if isinstance(value, bytes) else value.encode())
     old = (sub / "..data").resolve() if (sub / "..data").is_symlink() else None
     tmp = sub / "..data_tmp"
     tmp.symlink_to(ts.name)

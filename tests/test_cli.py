@@ -12,6 +12,7 @@ import pytest
 
 from pgpoolsync import settings
 from pgpoolsync.cli import main
+from pgpoolsync.devcluster import pgpoolsync_exe
 
 
 def _secret(root: Path, name: str, user: str | bytes, password: str | bytes) -> None:
@@ -233,11 +234,24 @@ def test_pcp_password_comes_from_a_file_and_never_argv(
     assert re.fullmatch(r"admin:[0-9a-f]{32}", (config / "pcp.conf").read_text().splitlines()[-1])
 
 
+def test_an_undecodable_password_file_is_refused_without_quoting_it(
+    tmp_path: Path, dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets, config = dirs
+    pw = tmp_path / "pcp-pw"
+    pw.write_bytes(b"s3cr\xe9t")
+    assert _render(config, secrets, "--pcp-user", "admin", "--pcp-password-file", str(pw)) == 2
+    err = capsys.readouterr().err
+    assert f"--pcp-password-file {pw}: not valid UTF-8" in err
+    assert "xe9" not in err and "s3cr" not in err
+    assert not (config / "pcp.conf").exists()
+
+
 def test_console_script_and_module_both_run(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PGPOOL", "PGPOOLSYNC"))}
     for cmd in (
         [sys.executable, "-m", "pgpoolsync", "--help"],
-        [str(Path(sys.executable).parent / "pgpoolsync"), "render", "--help"],
+        [pgpoolsync_exe(), "render", "--help"],
     ):
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
         assert "render" in out

@@ -8,11 +8,11 @@ import random
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from pgpoolsync import passwd
+from pgpoolsync.devcluster import pgpoolsync_exe
 
 N_USERS = 100  # a pool_passwd of ~5 KB: larger than one write() page would need, torn shows
 
@@ -74,7 +74,7 @@ def test_sigkill_during_applies_never_leaves_a_torn_pool_passwd(tmp_path: Path) 
         "PGPOOL_PARAMS_PCP_PORT": "1",
     }
     argv = [
-        str(Path(sys.executable).parent / "pgpoolsync"),
+        pgpoolsync_exe(),
         "--log-level",
         "WARNING",
         "run",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pgpoolsync.devcluster import PgCluster, Pgpool, free_port
+from pgpoolsync.devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe
 from tests.pgpool_helpers import render_cli, wait_until, write_secret
 
 pytestmark = pytest.mark.real
@@ -60,7 +59,7 @@ def exporter_url(pool: Pgpool, pg_base: Path) -> Iterator[str]:
     log = (pg_base / "exporter" / "exporter.log").open("ab")
     proc = subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "pgpoolsync"),
+            pgpoolsync_exe(),
             "exporter",
             "--listen",
             f"127.0.0.1:{port}",

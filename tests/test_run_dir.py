@@ -27,9 +27,7 @@ def live(cluster: PgCluster, pg_base: Path) -> Iterator[tuple[Pgpool, RunProcess
     run = RunProcess(pool, cluster, args=["--secrets-dir", str(secrets)], log=base / "run.log")
     run.start()  # files exist before pgpool starts (init-container order)
     pool.start()
-    wait_until(
-        lambda: run.metric("pgpoolsync_reloads_total", 'result="success"') >= 1, what="first reload"
-    )
+    run.wait_first_reload()
     yield pool, run, secrets
     run.stop()
     pool.stop()

@@ -70,9 +70,7 @@ def live(cluster: PgCluster, pg_base: Path) -> Iterator[tuple[Pgpool, RunProcess
     )
     run.start()
     pool.start()
-    wait_until(
-        lambda: run.metric("pgpoolsync_reloads_total", 'result="success"') >= 1, what="first reload"
-    )
+    run.wait_first_reload()
     yield pool, run, api
     run.stop()
     pool.stop()
