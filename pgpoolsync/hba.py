@@ -26,9 +26,7 @@ def default_rules(*, auth_method: str, tls: bool = False, tls_required: bool = F
     lines = ["local   all   all   trust"]
     if tls:
         lines.append(f"hostssl all   all   all   {auth_method}")
-        if not tls_required:
-            lines.append(f"host    all   all   all   {auth_method}")
-    else:
+    if not (tls and tls_required):
         lines.append(f"host    all   all   all   {auth_method}")
     return lines
 
