@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pgpoolsync.devcluster import pgpool_binary
+from devcluster import pgpool_binary
 from tests.kubeapi import KubeApiDouble, secret
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 from bench.common import write
-from pgpoolsync import model, render
+from pgpoolsync.core import model, render
 
 
 def _state(n: int, fmt: str) -> model.DesiredState:
-    creds = tuple(model.Credential(f"user{i:05d}", f"password-{i}-x:y", f"s{i}") for i in range(n))
+    creds = tuple(
+        model.Credential(f"user{i:05d}", f"password-{i}-x:y", model.Origin("bench", str(i)))
+        for i in range(n)
+    )
     state = model.build(
         model.Inputs(
             backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),),

@@ -29,8 +29,8 @@ from typing import Any
 import psycopg
 
 from bench.common import put_credential, summary, write
+from devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe, wait_port
 from pgpoolsync.cli import main as cli_main
-from pgpoolsync.devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe, wait_port
 from tests.kubeapi import KubeApiDouble
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import put_credential, summary, write
-from pgpoolsync.devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe
+from devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe
 from tests.kubeapi import KubeApiDouble
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 
 from bench.common import summary, write
+from devcluster import PgCluster, Pgpool
 from pgpoolsync.cli import main as cli_main
-from pgpoolsync.devcluster import PgCluster, Pgpool
-from pgpoolsync.exporter import QUERIES, Scraper
-from pgpoolsync.metrics import exposition
+from pgpoolsync.exporter.scrape import QUERIES, Scraper
+from pgpoolsync.report.metrics import exposition
 
 
 def run(rounds: int) -> dict[str, object]:

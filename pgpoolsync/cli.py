@@ -8,15 +8,20 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
-from pgpoolsync import logsetup, metrics, model, pcp, reconcile, sources, tls
-from pgpoolsync.dirsource import DirWatcher, SecretsDirError, read_secrets_dir
-from pgpoolsync.presets import PRESETS, Preset
+from pgpoolsync import logsetup, reconcile
+from pgpoolsync.core import tls
+from pgpoolsync.core.presets import PRESETS, Preset
+from pgpoolsync.pgpool.actuator import Actuator, PcpPgpool, signal_restart, write_state
+from pgpoolsync.pgpool.writer import KeyFileError
+from pgpoolsync.report import metrics
+from pgpoolsync.report.metrics import Metrics
+from pgpoolsync.report.reporter import AsyncEvents, Reporter
 from pgpoolsync.settings import Common, ExporterSettings, RunSettings, UsageError, parse
-from pgpoolsync.writer import KeyFileError
+from pgpoolsync.sources import ChangeSignal, Source
+from pgpoolsync.sources.convert import TlsResult, keys_for
+from pgpoolsync.sources.dirsource import DirSource, SecretsDirError
+from pgpoolsync.sources.tlssource import tls_source
 
 log = logging.getLogger("pgpoolsync")
 
@@ -36,9 +41,9 @@ def _read_hba(common: Common) -> str | None:
 
 def _tls(
     common: Common, secret: Callable[[], dict[str, bytes] | None] | None = None
-) -> Callable[[], sources.TlsResult]:
+) -> Callable[[], TlsResult]:
     try:
-        return sources.tls_source(
+        return tls_source(
             mode=common.tls,
             config_dir=common.config_dir,
             tls_dir=common.tls_dir,
@@ -49,30 +54,36 @@ def _tls(
         raise UsageError(str(exc)) from None
 
 
-def cmd_render(common: Common) -> int:
-    secrets = read_secrets_dir(common.secrets_dir) if common.secrets_dir else []
-    creds = sources.credentials_from_dir(secrets, sources.KeyConfig())
-    material, tls_problem = _tls(common)()
-    inputs = reconcile.inputs_from(
-        common,
-        credentials=creds,
-        hba_text=_read_hba(common),
-        tls=material,
-        problems=[tls_problem] if tls_problem else [],
+def _dir_source(common: Common, preset: Preset | None, *, watch: bool) -> DirSource:
+    watched = (common.secrets_dir, common.tls_dir) if watch else ()
+    return DirSource(
+        secrets_dir=common.secrets_dir,
+        keys=keys_for(preset),
+        tls=_tls(common),
+        watch=tuple(d for d in watched if d is not None),
     )
-    result = reconcile.apply_once(common, inputs, strict=True)
-    for problem in (*common.env_warnings, *result.outcome.problems):
+
+
+def cmd_render(common: Common) -> int:
+    snap = _dir_source(common, None, watch=False).snapshot()
+    outcome = reconcile.builder(common, hba_text=_read_hba(common))(snap)
+    for problem in (*common.env_warnings, *outcome.problems):
         level = "error" if problem.fatal else "warning"
         print(f"pgpoolsync: {level}: {problem}", file=sys.stderr)
-    if not result.written:
+    state = outcome.state
+    if state is None or outcome.errors:
         print("pgpoolsync: nothing written: fix the errors above", file=sys.stderr)
         return EXIT_INPUT
-    state = result.outcome.state
-    assert state is not None
-    if result.changed:
+    changed = write_state(
+        state,
+        config_dir=common.config_dir,
+        pool_key_file=common.pool_key_file,
+        pool_key_seed=common.pool_key_seed_file,
+    )
+    if changed:
         log.info(
             "wrote %s in %s (%d users, %s entries)",
-            ", ".join(result.changed),
+            ", ".join(changed),
             common.config_dir,
             len(state.credentials),
             state.password_format,
@@ -82,168 +93,43 @@ def cmd_render(common: Common) -> int:
     return EXIT_OK
 
 
-def _param(common: Common, name: str) -> str | None:
-    value = dict(model.DEFAULT_PARAMS).get(name)
-    for p in common.env_params:
-        if p.name == name:
-            value = p.value
-    return value
-
-
 def _preset(run: RunSettings) -> Preset | None:
     if run.preset is None:
         return None
     return PRESETS[run.preset].fill(run.cluster or "")
 
 
-def _keys(preset: Preset | None) -> sources.KeyConfig:
-    if preset is None:
-        return sources.KeyConfig()
-    return sources.KeyConfig(
-        user_keys=preset.user_keys,
-        password_keys=preset.password_keys,
-        fixed_users=preset.fixed_users,
+def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Metrics) -> Source:
+    from pgpoolsync.sources import kube, kubesource  # noqa: PLC0415 - the client loads only for --kube
+
+    config = kubesource.resolve(
+        preset=preset,
+        namespace=run.namespace,
+        secret_selector=run.secret_selector,
+        secret_names=run.secret_names,
+        primary_service=run.primary_service,
+        replica_service=run.replica_service,
+        service_address=run.service_address,
+        tls_secret=run.tls_secret,
+        watch_timeout_seconds=run.watch_timeout_seconds,
+        pod_name=run.pod_name,
     )
-
-
-def _restarter(common: Common, run: RunSettings) -> Callable[[], bool] | None:
-    if run.restart_policy != "signal":
-        return None
-    pid_file = run.pgpool_pid_file or _param(common, "pid_file_name")
-
-    def restart() -> bool:
-        try:
-            pid = int(Path(pid_file or "").read_text().split()[0])
-            os.kill(pid, signal.SIGINT)
-        except (OSError, ValueError, IndexError) as exc:
-            log.error("restart policy: cannot signal pgpool via %s: %s", pid_file, exc)
-            return False
-        return True
-
-    return restart
-
-
-class _Kube:
-    """The Kubernetes side of `run`: watchers, snapshot, Events, health."""
-
-    def __init__(
-        self,
-        common: Common,
-        run: RunSettings,
-        *,
-        preset: Preset | None,
-        notify: Callable[[], None],
-        m: metrics.Metrics,
-    ) -> None:
-        from pgpoolsync import kube  # noqa: PLC0415 - the kubernetes client loads only for --kube
-
-        api = kube.load_api_client(kubeconfig=run.kubeconfig)
-        ns = run.namespace or kube.in_cluster_namespace() or "default"
-        selector = run.secret_selector or (preset.secret_selector if preset else None)
-        names = run.secret_names or (preset.secret_names if preset else ())
-        primary = run.primary_service or (preset.primary_service if preset else None)
-        replica = run.replica_service or (preset.replica_service if preset else None)
-        static = reconcile.static_backends(common)
-        if not static and not primary:
-            raise UsageError(
-                "--kube needs --primary-service (or --preset/--cluster, or --primary-host)"
-            )
-        if not selector and not names:
-            log.warning("no --secret-selector or --secret-names: only env users are synced")
-
-        def restart(kind: str, reason: str) -> None:
-            m.watch_restarts.labels(kind, reason).inc()
-
-        def watcher(c: kube.Collection) -> kube.Watcher:
-            return kube.Watcher(
-                api, c, notify=notify, on_restart=restart, timeout_seconds=run.watch_timeout_seconds
-            )
-
-        self.secret_watchers = []
-        if selector:
-            self.secret_watchers.append(watcher(kube.Collection("secrets", ns, selector)))
-        for name in names:
-            self.secret_watchers.append(
-                watcher(kube.Collection("secrets", ns, field_selector=f"metadata.name={name}"))
-            )
-        self.watchers = list(self.secret_watchers)
-        services = slices = None
-        if not static:
-            services = watcher(kube.Collection("services", ns))
-            self.watchers.append(services)
-            if replica:
-                slices = watcher(
-                    kube.Collection(
-                        "endpointslices", ns, label_selector=f"kubernetes.io/service-name={replica}"
-                    )
-                )
-                self.watchers.append(slices)
-        self.tls_watcher: kube.Watcher | None = None
-        if run.tls_secret:
-            self.tls_watcher = watcher(
-                kube.Collection("secrets", ns, field_selector=f"metadata.name={run.tls_secret}")
-            )
-            self.watchers.append(self.tls_watcher)
-        self.timeout = run.watch_timeout_seconds
-        for kind in {w.collection.kind for w in self.watchers}:
-            m.watch_staleness.labels(kind).set_function(self._staleness(kind))
-            for reason in ("gone", "stream"):
-                m.watch_restarts.labels(kind, reason)  # present from the start, at 0
-        self.recorder = kube.EventRecorder(api, namespace=ns, pod_name=run.pod_name)
-
-        def all_secrets() -> list[dict[str, object]]:
-            out: dict[str, dict[str, object]] = {}
-            for w in self.secret_watchers:
-                for obj in w.snapshot():
-                    out[str((obj.get("metadata") or {}).get("name"))] = obj
-            return [out[k] for k in sorted(out)]
-
-        self.snapshot = sources.kube_snapshot(
-            names=sources.KubeNames(ns, primary or "", replica, run.service_address),
-            keys=_keys(preset),
-            secrets=all_secrets,
-            services=services.snapshot if services else list,
-            slices=slices.snapshot if slices else list,
-            secret_data=kube.secret_data,
-            static_backends=static,
+    static = tuple(reconcile.static_backends(common))
+    if not static and not config.primary_service:
+        raise UsageError(
+            "--kube needs --primary-service (or --preset/--cluster, or --primary-host)"
         )
-
-    def tls_secret(self) -> dict[str, bytes] | None:
-        from pgpoolsync import kube  # noqa: PLC0415
-
-        assert self.tls_watcher is not None
-        objs = self.tls_watcher.snapshot()
-        return kube.secret_data(objs[0]) if objs else None
-
-    def _staleness(self, kind: str) -> Callable[[], float]:
-        same = [w for w in self.watchers if w.collection.kind == kind]
-        return lambda: max(w.stale_for() for w in same)
-
-    def start(self, *, sync_timeout: float) -> None:
-        for w in self.watchers:
-            w.start()
-        for w in self.watchers:
-            if not w.synced.wait(sync_timeout):
-                raise RuntimeError(
-                    f"could not list {w.collection.describe()} within {sync_timeout:.0f}s"
-                )
-
-    def stop(self) -> None:
-        for w in self.watchers:
-            w.stop()
-
-    def healthy(self) -> tuple[bool, str]:
-        limit = self.timeout * 2 + 30
-        for w in self.watchers:
-            if w.stale_for() > limit:
-                return False, f"watch {w.collection.describe()} stale for {w.stale_for():.0f}s"
-        return True, "ok"
-
-    def report(self, problem: model.Problem, reason: str) -> None:
-        if problem.source.startswith("secret "):
-            name = problem.source.split("/", 1)[-1]
-            self.recorder.event(reason=reason, message=str(problem), kind="Secret", name=name)
-        self.recorder.event(reason=reason, message=str(problem))
+    try:
+        return kubesource.KubeSource(
+            config,
+            kubeconfig=run.kubeconfig,
+            keys=keys_for(preset),
+            static_backends=static,
+            tls=lambda secret: _tls(common, secret),
+            metrics=m,
+        )
+    except kube.KubeConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_run(common: Common, run: RunSettings) -> int:
@@ -261,85 +147,72 @@ def cmd_run(common: Common, run: RunSettings) -> int:
             preset.name,
             preset.name,
         )
-    pcp_port = run.pcp_port or int(_param(common, "pcp_port") or 9898)
-    registry = CollectorRegistry()
-    m = metrics.Metrics(registry)
-    change = reconcile.ChangeSignal()
-    hba_text = _read_hba(common)
-
-    def reload() -> None:
-        pcp.reload_pgpool(run.pcp_host, pcp_port, pcp_user.user, pcp_user.password)
-
-    kube_side: _Kube | None = None
-    dir_watchers: list[DirWatcher] = []
+    registry = metrics.new_registry()
+    m = Metrics(registry)
+    change = ChangeSignal()
+    build = reconcile.builder(common, hba_text=_read_hba(common))
+    source: Source
     if run.kube:
-        kube_side = _Kube(common, run, preset=preset, notify=change.notify, m=m)
-        tls_secret = kube_side.tls_secret if kube_side.tls_watcher else None
-        snapshot = sources.with_tls(kube_side.snapshot, _tls(common, tls_secret))
-        kube_side.start(sync_timeout=max(30.0, run.watch_timeout_seconds * 1.1 + 5))
+        source = _kube_source(common, run, preset, m)
     else:
-        snapshot = sources.with_tls(
-            sources.dir_snapshot(common.secrets_dir, _keys(preset)), _tls(common)
-        )
-        if not run.once:
-            for watched in (common.secrets_dir, common.tls_dir):
-                if watched is not None:
-                    dir_watchers.append(DirWatcher(watched, change.notify))
-                    dir_watchers[-1].start()
-
+        source = _dir_source(common, preset, watch=not run.once)
+    events = AsyncEvents(source.post_event)
+    actuator = Actuator(
+        config_dir=common.config_dir,
+        pool_key_file=common.pool_key_file,
+        pool_key_seed=common.pool_key_seed_file,
+        pgpool=PcpPgpool(
+            host=run.pcp_host,
+            user=pcp_user.user,
+            password=pcp_user.password,
+            pcp_port=run.pcp_port,
+        ),
+        restart=signal_restart(run.pgpool_pid_file) if run.restart_policy == "signal" else None,
+    )
     loop = reconcile.Loop(
-        common=common,
-        snapshot=snapshot,
-        reload=reload,
+        snapshot=source.snapshot,
+        build=build,
+        actuator=actuator,
+        reporter=Reporter(metrics=m, events=events),
         signal=change,
-        metrics=m,
-        hba_text=hba_text,
-        report=kube_side.report if kube_side else None,
-        restart=_restarter(common, run),
+        where=str(common.config_dir),
         resync_seconds=run.resync_seconds or 300,
     )
-    if run.once:
-        loop.step()
-        if loop.pending_reload:
-            log.info("pgpool not reachable for reload; it reads the files when it starts")
-        return EXIT_OK if loop.ready.is_set() else EXIT_INPUT
-
-    def healthy() -> tuple[bool, str]:
-        if kube_side:
-            return kube_side.healthy()
-        if any(not w.is_alive() for w in dir_watchers):
-            return False, "a directory watcher stopped"
-        return True, "ok"
-
-    host, port = metrics.parse_listen(run.listen)
-    server = metrics.serve(
-        registry=registry, healthy=healthy, ready=loop.ready.is_set, host=host, port=port
-    )
-    log.info("serving /metrics /healthz /readyz on %s:%d", host, server.server_address[1])
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-        change.notify()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    source.start(change.notify)
     try:
-        loop.run(stop)
+        if run.once:
+            loop.step()
+            if loop.pending_reload:
+                log.info("pgpool not reachable for reload; it reads the files when it starts")
+            return EXIT_OK if loop.ready.is_set() else EXIT_INPUT
+        host, port = metrics.parse_listen(run.listen)
+        server = metrics.serve(
+            registry=registry, healthy=source.healthy, ready=loop.ready.is_set, host=host, port=port
+        )
+        log.info("serving /metrics /healthz /readyz on %s:%d", host, server.server_address[1])
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: object) -> None:
+            log.info("signal %d: stopping", signum)
+            stop.set()
+            change.notify()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            loop.run(stop)
+        finally:
+            server.shutdown()
     finally:
-        server.shutdown()
-        if kube_side:
-            kube_side.stop()
-        for w in dir_watchers:
-            w.stop()
+        source.stop()
+        events.close()
     return EXIT_OK
 
 
 def cmd_exporter(settings: ExporterSettings) -> int:
-    from pgpoolsync.exporter import Scraper, mask  # noqa: PLC0415 - only this command needs psycopg
+    from pgpoolsync.exporter.scrape import Scraper, mask  # noqa: PLC0415 - only this command needs psycopg
 
-    registry = CollectorRegistry()
+    registry = metrics.new_registry()
     scraper = Scraper(conninfo=settings.conninfo, password=settings.password)
     host, port = metrics.parse_listen(settings.listen)
     server = metrics.serve(

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgpoolsync import hba, passwd, tls
-from pgpoolsync.model import Credential, Param, Problem
-from pgpoolsync.presets import PRESETS
+from pgpoolsync.core import hba, passwd, tls
+from pgpoolsync.core.model import Credential, Param, Problem, env_origin, flag_origin
+from pgpoolsync.core.presets import PRESETS
 
 ENV_PREFIX = "PGPOOLSYNC_"
 PARAMS_PREFIX = "PGPOOL_PARAMS_"
@@ -264,7 +264,7 @@ class ExporterSettings:
 
 
 def _exporter_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> ExporterSettings:
-    from pgpoolsync.exporter import conninfo_from_env  # noqa: PLC0415
+    from pgpoolsync.exporter.scrape import conninfo_from_env  # noqa: PLC0415
 
     conninfo, password = conninfo_from_env(
         environ, uri=ns.data_source_uri, user=ns.data_source_user
@@ -382,7 +382,7 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
 def env_params(environ: Mapping[str, str]) -> list[Param]:
     """``PGPOOL_PARAMS_<NAME>=<value>`` → ``<name> = '<value>'`` (environ splits at the first =)."""
     return [
-        Param(name=key[len(PARAMS_PREFIX) :].lower(), value=value, source=f"env {key}")
+        Param(name=key[len(PARAMS_PREFIX) :].lower(), value=value, source=env_origin(key))
         for key, value in sorted(environ.items())
         if key.startswith(PARAMS_PREFIX) and len(key) > len(PARAMS_PREFIX)
     ]
@@ -405,14 +405,14 @@ def env_credentials(environ: Mapping[str, str]) -> tuple[list[Credential | Probl
             continue
         if pass_var not in environ:
             warnings.append(
-                Problem(f"env {user_var}", f"{pass_var} is not set: user skipped", fatal=False)
+                Problem(env_origin(user_var), f"{pass_var} is not set: user skipped", fatal=False)
             )
             continue
         out.append(
             Credential(
                 user=environ[user_var],
                 password=environ[pass_var],
-                source=f"env {user_var}/{pass_var}",
+                source=env_origin(user_var, pass_var),
             )
         )
     return out, warnings
@@ -422,10 +422,10 @@ def _pcp_users(ns: argparse.Namespace, environ: Mapping[str, str]) -> list[Crede
     user = ns.pcp_user or environ.get("PGPOOL_PCP_USER", "")
     if ns.pcp_password_file:
         password = read_password_file("--pcp-password-file", ns.pcp_password_file)
-        source = f"--pcp-password-file {ns.pcp_password_file}"
+        source = flag_origin(f"--pcp-password-file {ns.pcp_password_file}")
     else:
         password = environ.get("PGPOOL_PCP_PASSWORD", "")
-        source = "env PGPOOL_PCP_USER/PGPOOL_PCP_PASSWORD"
+        source = env_origin("PGPOOL_PCP_USER", "PGPOOL_PCP_PASSWORD")
     if not user and not password:
         return []
     return [Credential(user=user, password=password, source=source)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync.devcluster import PgCluster
+from devcluster import PgCluster
 
 
 @pytest.fixture(scope="session")

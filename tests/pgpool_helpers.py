@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from pgpoolsync.devcluster import PgCluster, Pgpool, pgpoolsync_exe
+from devcluster import PgCluster, Pgpool, pgpoolsync_exe
 
 
 def write_secret(
@@ -58,7 +58,7 @@ class RunProcess:
         env: Mapping[str, str] | None = None,
         log: Path,
     ) -> None:
-        from pgpoolsync.devcluster import free_port
+        from devcluster import free_port
 
         self.metrics_port = free_port()
         self.log = log

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devcluster import pgpoolsync_exe
 from pgpoolsync import settings
 from pgpoolsync.cli import main
-from pgpoolsync.devcluster import pgpoolsync_exe
 
 
 def _secret(root: Path, name: str, user: str | bytes, password: str | bytes) -> None:
@@ -221,7 +221,7 @@ def test_x_username_pairs_use_the_text_before_the_first_underscore() -> None:
         ("app", "a"),
         ("postgres", "pg"),
     ]
-    assert [w.source for w in warnings] == ["env LONE_USERNAME"]
+    assert [str(w.source) for w in warnings] == ["env LONE_USERNAME"]
 
 
 def test_pcp_password_comes_from_a_file_and_never_argv(

@@ -11,8 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from pgpoolsync import passwd
-from pgpoolsync.devcluster import pgpoolsync_exe
+from devcluster import pgpoolsync_exe
+from pgpoolsync.core import passwd
 
 N_USERS = 100  # a pool_passwd of ~5 KB: larger than one write() page would need, torn shows
 

@@ -12,7 +12,7 @@ import pytest
 @pytest.mark.real
 def test_demo_logs_in_through_pgpool_as_each_demo_user(pg_base: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pgpoolsync.devcluster", "--dir", str(pg_base / "demo"), "--check"],
+        [sys.executable, "-m", "devcluster", "--dir", str(pg_base / "demo"), "--check"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync.dirsource import SecretsDirError, read_secrets_dir
+from pgpoolsync.sources.dirsource import SecretsDirError, read_secrets_dir
 from tests.pgpool_helpers import kubelet_write
 
 
@@ -14,7 +14,7 @@ def test_kubelet_layout_reads_through_the_symlinks(tmp_path: Path) -> None:
     kubelet_write(tmp_path, "alice", {"username": b"alice", "password": b"pw"}, stamp="1")
     [secret] = read_secrets_dir(tmp_path)
     assert secret.data == {"username": b"alice", "password": b"pw"}
-    assert secret.source == f"secrets dir {tmp_path.name}/alice"
+    assert str(secret.source) == f"secrets dir {tmp_path.name}/alice"
 
 
 def test_plain_files_hidden_entries_and_stray_files(tmp_path: Path) -> None:

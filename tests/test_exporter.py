@@ -19,9 +19,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pgpoolsync import exporter
-from pgpoolsync.exporter import Table
-from pgpoolsync.metrics import exposition
+from pgpoolsync.exporter import scrape as exporter
+from pgpoolsync.exporter.scrape import Table
+from pgpoolsync.report.metrics import exposition
 
 
 @pytest.mark.parametrize(

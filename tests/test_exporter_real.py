@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync.devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe
+from devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe
 from tests.pgpool_helpers import render_cli, wait_until, write_secret
 
 pytestmark = pytest.mark.real

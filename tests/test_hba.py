@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgpoolsync import hba
+from pgpoolsync.core import hba
 
 
 @pytest.mark.parametrize(

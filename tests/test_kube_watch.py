@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from pgpoolsync import kube, model, reconcile, render, sources
-from pgpoolsync.metrics import Metrics
+from pgpoolsync.core import model, render
 from pgpoolsync.settings import parse
+from pgpoolsync.sources import ChangeSignal, kube
+from pgpoolsync.sources import convert as sources
+from tests.fakes import FakePgpool, make_loop
 from tests.kubeapi import Fault, KubeApiDouble, endpoint_slice, secret, service
+from tests.origins import src
 from tests.pgpool_helpers import wait_until
 
 SEL = "app=db"
@@ -179,7 +181,7 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
     )
     assert settings.common is not None
     client = kube.load_api_client(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")))
-    signal = reconcile.ChangeSignal()
+    signal = ChangeSignal()
     watchers = [
         kube.Watcher(
             client,
@@ -214,15 +216,12 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
         slices=watchers[2].snapshot,
         secret_data=kube.secret_data,
     )
-    reloads: list[float] = []
-    loop = reconcile.Loop(
-        common=settings.common,
-        snapshot=snapshot,
-        reload=lambda: reloads.append(time.monotonic()),
-        signal=signal,
-        metrics=Metrics(CollectorRegistry()),
-        resync_seconds=1,
+    pgpool = FakePgpool()
+    reloads = pgpool.reloads
+    loop, _ = make_loop(
+        tmp_path / "cfg", snapshot, pgpool, args=["--password-format", "md5"], resync_seconds=1
     )
+    loop.signal = signal
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     thread.start()
@@ -251,7 +250,7 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
             api.compact()
         time.sleep(rng.random() * 0.02)
 
-    creds = [model.Credential(n, p, n) for n, p in sorted(_expected(api).items())]
+    creds = [model.Credential(n, p, src(n)) for n, p in sorted(_expected(api).items())]
     slices = list(api.store.objects.get(("endpointslices", "default"), {}).values())
     expected_state = model.build(
         model.Inputs(

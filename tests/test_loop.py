@@ -1,138 +1,196 @@
-"""The reconcile loop with plain in-memory sources: collapsing, restart-required, last good."""
+"""The reconcile loop with plain in-memory sources and a fake pgpool: collapsing, the first pass,
+restart-required against what pgpool runs, last good files, asynchronous Events."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
-from typing import Any
 
-from prometheus_client import CollectorRegistry
+import pytest
 
-from pgpoolsync import model, reconcile
 from pgpoolsync.cli import main
-from pgpoolsync.metrics import Metrics
-from pgpoolsync.settings import parse
+from pgpoolsync.core import model
+from pgpoolsync.core.changes import describe_change
+from pgpoolsync.report.reporter import AsyncEvents
+from tests.fakes import FakePgpool, make_loop, value
+from tests.origins import src
 
 
 class Source:
     def __init__(self) -> None:
-        self.creds: list[model.Credential | model.Problem] = [model.Credential("a", "1", "s/a")]
+        self.creds: list[model.Credential | model.Problem] = [
+            model.Credential("a", "1", src("secret ns/a"))
+        ]
         self.backends = (model.Backend("db", 5432, model.PRIMARY_FLAG),)
         self.problems: tuple[model.Problem, ...] = ()
 
-    def __call__(self) -> reconcile.Snapshot:
-        return reconcile.Snapshot(
+    def __call__(self) -> model.Snapshot:
+        return model.Snapshot(
             credentials=tuple(self.creds), backends=self.backends, problems=self.problems
         )
 
 
-def _loop(tmp_path: Path, source: Source, **kw: Any) -> tuple[reconcile.Loop, list[str], Metrics]:
-    settings = parse(
-        ["run", "--config-dir", str(tmp_path)], {"PGPOOL_PCP_USER": "u", "PGPOOL_PCP_PASSWORD": "p"}
-    )
-    assert settings.common is not None
-    calls: list[str] = []
-    m = Metrics(CollectorRegistry())
-    loop = reconcile.Loop(
-        common=settings.common,
-        snapshot=source,
-        reload=lambda: calls.append("reload"),
-        signal=reconcile.ChangeSignal(),
-        metrics=m,
-        **kw,
-    )
-    return loop, calls, m
-
-
-def _value(m: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
-    v = m.registry.get_sample_value(name, labels or {})
-    return v if v is not None else 0.0
-
-
 def test_a_burst_of_changes_collapses_into_one_write_and_one_reload(tmp_path: Path) -> None:
-    source = Source()
-    loop, calls, m = _loop(tmp_path, source)
+    source, pgpool = Source(), FakePgpool()
+    loop, m = make_loop(tmp_path, source, pgpool)
     loop.step()
-    assert calls == ["reload"]
+    assert len(pgpool.reloads) == 1
     for i in range(50):
-        source.creds = [model.Credential("a", f"pw{i}", "s/a")]
+        source.creds = [model.Credential("a", f"pw{i}", src("secret ns/a"))]
         loop.signal.notify()
     loop.step()
-    assert calls == ["reload", "reload"]
+    assert len(pgpool.reloads) == 2
     loop.step()  # nothing changed: no write, no reload
-    assert calls == ["reload", "reload"]
-    assert _value(m, "pgpoolsync_applies_total", {"result": "unchanged"}) == 1
-    assert _value(m, "pgpoolsync_change_to_reload_seconds_count") == 1
+    assert len(pgpool.reloads) == 2
+    assert value(m, "pgpoolsync_applies_total", {"result": "unchanged"}) == 1
+    assert value(m, "pgpoolsync_change_to_reload_seconds_count") == 1
+
+
+def test_the_first_pass_reloads_even_when_the_files_are_already_up_to_date(
+    tmp_path: Path,
+) -> None:
+    # The sidecar died after writing pool_passwd and before reloading: the restarted sidecar
+    # finds nothing to write, and must still make pgpool read the files.
+    source = Source()
+    first, _ = make_loop(tmp_path, source, FakePgpool())
+    first.step()
+    source.creds = [model.Credential("a", "rotated", src("secret ns/a"))]
+    before = (tmp_path / "pool_passwd").read_bytes()
+    first.actuator.apply(first._build(source()).state)  # type: ignore[arg-type]
+    assert (tmp_path / "pool_passwd").read_bytes() != before  # written; killed before reload
+
+    pgpool = FakePgpool()
+    again, m = make_loop(tmp_path, source, pgpool)
+    again.step()
+    assert value(m, "pgpoolsync_applies_total", {"result": "unchanged"}) == 1
+    assert len(pgpool.reloads) == 1
+    assert not again.pending_reload
 
 
 def test_a_broken_config_keeps_the_last_good_files(tmp_path: Path) -> None:
-    source = Source()
-    loop, calls, m = _loop(tmp_path, source)
+    source, pgpool = Source(), FakePgpool()
+    loop, m = make_loop(tmp_path, source, pgpool)
     loop.step()
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    source.problems = (model.Problem("service default/db", "primary Service not found"),)
-    source.creds = [model.Credential("b", "2", "s/b")]
+    source.problems = (
+        model.Problem(model.service_origin("default", "db"), "primary Service not found"),
+    )
+    source.creds = [model.Credential("b", "2", src("secret ns/b"))]
     loop.step()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
-    assert _value(m, "pgpoolsync_applies_total", {"result": "error"}) == 1
-    assert calls == ["reload"]
+    assert value(m, "pgpoolsync_applies_total", {"result": "error"}) == 1
+    assert len(pgpool.reloads) == 1
 
 
-def test_a_restart_only_change_is_reported_and_the_policy_may_restart(tmp_path: Path) -> None:
-    source = Source()
+def test_restart_required_is_what_pgpool_reports_it_runs_with(tmp_path: Path) -> None:
+    source, pgpool = Source(), FakePgpool()
     reports: list[str] = []
-    restarts: list[int] = []
-    loop, _calls, m = _loop(tmp_path, source, report=lambda problem, reason: reports.append(reason))
+    loop, m = make_loop(tmp_path, source, pgpool, events=lambda p, r: reports.append(r))
     loop.step()
+    assert not loop.restart_needed
     source.backends = (model.Backend("db", 5433, model.PRIMARY_FLAG),)
     loop.step()
     assert loop.restart_needed == ("backend_port0",)
-    assert _value(m, "pgpoolsync_restart_required") == 1
-    assert "RestartRequired" in reports
+    assert value(m, "pgpoolsync_restart_required") == 1
+    assert reports.count("RestartRequired") == 1
 
-    # With a restart policy the change is applied by restarting pgpool.
-    def restart() -> bool:
+    # (a) the sidecar restarts, pgpool does not: still required (pgpool still runs 5432).
+    again, m2 = make_loop(tmp_path, source, pgpool)
+    again.step()
+    assert again.restart_needed == ("backend_port0",)
+    assert value(m2, "pgpoolsync_restart_required") == 1
+
+    # (b) pgpool restarts on the new files: no longer required, though no file changed.
+    pgpool.start(dict(again.state.params))  # type: ignore[union-attr]
+    again.actuator._verified_at = None  # the periodic recheck, now
+    again.step()
+    assert not again.restart_needed
+    assert value(m2, "pgpoolsync_restart_required") == 0
+
+
+def test_a_reloadable_change_pgpool_refused_is_retried_not_called_restart_required(
+    tmp_path: Path,
+) -> None:
+    source, pgpool = Source(), FakePgpool()
+    loop, m = make_loop(tmp_path, source, pgpool)
+    loop.step()
+    pgpool.refuse = {"backend_weight0", "backend_flag0"}
+    source.backends = (model.Backend("db", 5432, "DISALLOW_TO_FAILOVER|ALWAYS_PRIMARY", 1),)
+    loop.step()  # the same flags in another order: pgpool runs them already
+    assert not loop.pending_reload
+    source.backends = (model.Backend("db", 5432, "ALWAYS_PRIMARY"),)
+    wait = loop.step()
+    assert not loop.restart_needed
+    assert loop.pending_reload and 0 < wait <= 1
+    assert value(m, "pgpoolsync_unapplied_params") == 1
+    pgpool.refuse = set()
+    loop.step()
+    assert not loop.pending_reload
+    assert value(m, "pgpoolsync_unapplied_params") == 0
+
+
+def test_the_signal_policy_restarts_once_per_target_not_in_a_loop(tmp_path: Path) -> None:
+    source, pgpool = Source(), FakePgpool()
+    restarts: list[int] = []
+
+    def restart(params: object) -> bool:
         restarts.append(1)
-        return True
+        return True  # but pgpool does not come back on the new port (say it cannot bind)
 
-    loop2, _, m2 = _loop(tmp_path / "two", Source(), restart=restart)
-    loop2.step()
-    source2 = Source()
-    source2.backends = (model.Backend("db", 6000, model.PRIMARY_FLAG),)
-    loop2._snapshot = source2
-    loop2.step()
+    loop, _ = make_loop(tmp_path, source, pgpool, restart=restart)
+    loop.step()
+    source.backends = (model.Backend("db", 6000, model.PRIMARY_FLAG),)
+    for _ in range(4):
+        loop.step()
     assert restarts == [1]
-    assert _value(m2, "pgpoolsync_restart_required") == 0
+    assert loop.restart_needed == ("backend_port0",)
 
 
 def test_a_failed_reload_is_retried_with_backoff(tmp_path: Path) -> None:
-    source = Source()
-    loop, _, m = _loop(tmp_path, source)
-    attempts: list[int] = []
-
-    def flaky() -> None:
-        attempts.append(1)
-        if len(attempts) < 3:
-            raise ConnectionRefusedError("pgpool is down")
-
-    loop._reload = flaky
-    loop.step()
-    assert loop.pending_reload and loop._backoff > 0
+    source, pgpool = Source(), FakePgpool()
+    loop, m = make_loop(tmp_path, source, pgpool)
+    pgpool.down = 2
+    wait = loop.step()
+    assert loop.pending_reload and wait > 0
+    assert loop.ready.is_set()  # the files are on disk: pgpool can start on them
     loop.step()
     loop.step()
-    assert not loop.pending_reload and len(attempts) == 3
-    assert _value(m, "pgpoolsync_reloads_total", {"result": "error"}) == 2
-    assert _value(m, "pgpoolsync_reloads_total", {"result": "success"}) == 1
+    assert not loop.pending_reload and len(pgpool.reloads) == 1
+    assert value(m, "pgpoolsync_reloads_total", {"result": "error"}) == 2
+    assert value(m, "pgpoolsync_reloads_total", {"result": "success"}) == 1
 
 
 def test_invalid_inputs_are_reported_once_not_on_every_pass(tmp_path: Path) -> None:
     source = Source()
-    source.creds.append(model.Problem("secret ns/bad", "no password key"))
+    source.creds.append(model.Problem(src("secret ns/bad"), "no password key"))
     reports: list[str] = []
-    loop, _, m = _loop(tmp_path, source, report=lambda p, r: reports.append(str(p)))
+    loop, m = make_loop(tmp_path, source, FakePgpool(), events=lambda p, r: reports.append(str(p)))
     loop.step()
     loop.step()
     assert reports == ["secret ns/bad: no password key"]
-    assert _value(m, "pgpoolsync_invalid_inputs") == 1
+    assert value(m, "pgpoolsync_invalid_inputs") == 1
+
+
+def test_a_slow_event_sink_never_delays_the_reload(tmp_path: Path) -> None:
+    release = threading.Event()
+    posted: list[str] = []
+
+    def slow_api(problem: model.Problem, reason: str) -> None:
+        release.wait(10)  # an API server that takes its time (the client waits up to 15 s)
+        posted.append(reason)
+
+    events = AsyncEvents(slow_api)
+    source, pgpool = Source(), FakePgpool()
+    source.creds.append(model.Problem(src("secret ns/bad"), "no password key"))
+    loop, _ = make_loop(tmp_path, source, pgpool, events=events)
+    started = time.monotonic()
+    loop.step()
+    assert pgpool.reloads and pgpool.reloads[0] - started < 5  # not behind the Event
+    assert posted == []
+    release.set()
+    events.close()
+    assert posted == ["InvalidInput"]
 
 
 def test_change_description_names_users_but_never_passwords() -> None:
@@ -149,7 +207,7 @@ def test_change_description_names_users_but_never_passwords() -> None:
 
     old = state([("a", "old-secret"), ("b", "x")], (("sr_check_password", "s3"),))
     new = state([("a", "new-secret"), ("c", "y")], (("sr_check_password", "s4"),))
-    text = reconcile.describe_change(old, new)
+    text = describe_change(old, new)
     assert text == (
         "users added: c; users removed: b; passwords changed: a; sr_check_password = ***"
     )
@@ -181,3 +239,29 @@ def test_run_once_writes_the_files_and_exits_without_pgpool(tmp_path: Path) -> N
 
 def test_run_without_a_pcp_user_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["run", "--config-dir", str(tmp_path), "--primary-host", "db"], {}) == 2
+
+
+def test_a_bad_pcp_port_is_an_input_error_naming_the_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"PGPOOL_PCP_USER": "u", "PGPOOL_PCP_PASSWORD": "p", "PGPOOL_PARAMS_PCP_PORT": "98x"}
+    argv = ["--config-dir", str(tmp_path), "--primary-host", "db", "--tls", "off"]
+    assert main(["render", *argv], env) == 1
+    assert main(["run", "--once", *argv], env) == 1
+    err = capsys.readouterr().err
+    assert "env PGPOOL_PARAMS_PCP_PORT: pcp_port must be a whole number, not '98x'" in err
+    assert not (tmp_path / "pgpool.conf").exists()
+
+
+def test_kube_without_any_cluster_config_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    env = {"PGPOOL_PCP_USER": "u", "PGPOOL_PCP_PASSWORD": "p"}
+    argv = ["run", "--kube", "--config-dir", str(tmp_path), "--primary-service", "db"]
+    assert main(argv, env) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "pass --kubeconfig FILE" in err

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from pgpoolsync.presets import PRESETS
+from pgpoolsync.core.presets import PRESETS
 from pgpoolsync.settings import build_parser, env_name
 
 ROOT = Path(__file__).resolve().parent.parent

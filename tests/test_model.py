@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pgpoolsync import model
-from pgpoolsync.model import Backend, Credential, Inputs, Param, Problem
+from pgpoolsync.core import model
+from pgpoolsync.core.model import Backend, Credential, Inputs, Param, Problem
+from tests.origins import src
 
 PRIMARY = Backend("db-primary.ns.svc", 5432, model.PRIMARY_FLAG)
 REPLICA = Backend("db-replicas.ns.svc", 5432, model.REPLICA_FLAG, weight=3)
@@ -36,25 +37,25 @@ def test_defaults_fit_an_operator_that_owns_failover() -> None:
 
 def test_env_params_override_defaults_and_backends() -> None:
     params = (
-        Param("port", "5433", "env PGPOOL_PARAMS_PORT"),
-        Param("backend_weight0", "0", "env PGPOOL_PARAMS_BACKEND_WEIGHT0"),
+        Param("port", "5433", src("env PGPOOL_PARAMS_PORT")),
+        Param("backend_weight0", "0", src("env PGPOOL_PARAMS_BACKEND_WEIGHT0")),
     )
     state = _build(params=params).state
     assert state is not None
-    assert state.param("port") == "5433"
-    assert state.param("backend_weight0") == "0"
+    assert dict(state.params)["port"] == "5433"
+    assert dict(state.params)["backend_weight0"] == "0"
 
 
 @pytest.mark.parametrize(
     ("param", "message"),
     [
-        (Param("port", "1'; x", "env PGPOOL_PARAMS_PORT"), "single quote"),
-        (Param("port", "1\nssl = on", "env PGPOOL_PARAMS_PORT"), "newline"),
-        (Param("port", "1\r", "env PGPOOL_PARAMS_PORT"), "carriage return"),
-        (Param("port", "1\0", "env PGPOOL_PARAMS_PORT"), "NUL"),
-        (Param("po-rt", "1", "env PGPOOL_PARAMS_PO-RT"), "[a-z0-9_]+"),
-        (Param("port", "\udcff", "env PGPOOL_PARAMS_PORT"), "not valid UTF-8"),
-        (Param("Port", "1", "env X"), "[a-z0-9_]+"),
+        (Param("port", "1'; x", src("env PGPOOL_PARAMS_PORT")), "single quote"),
+        (Param("port", "1\nssl = on", src("env PGPOOL_PARAMS_PORT")), "newline"),
+        (Param("port", "1\r", src("env PGPOOL_PARAMS_PORT")), "carriage return"),
+        (Param("port", "1\0", src("env PGPOOL_PARAMS_PORT")), "NUL"),
+        (Param("po-rt", "1", src("env PGPOOL_PARAMS_PO-RT")), "[a-z0-9_]+"),
+        (Param("port", "\udcff", src("env PGPOOL_PARAMS_PORT")), "not valid UTF-8"),
+        (Param("Port", "1", src("env X")), "[a-z0-9_]+"),
     ],
 )
 def test_a_bad_parameter_prevents_the_state_and_names_its_variable(
@@ -74,12 +75,12 @@ def test_no_primary_backend_is_an_error() -> None:
 
 
 def test_primary_may_come_from_env_params_alone() -> None:
-    outcome = _build(backends=(), params=(Param("backend_hostname0", "h", "env"),))
+    outcome = _build(backends=(), params=(Param("backend_hostname0", "h", src("env")),))
     assert outcome.state is not None
 
 
 def _cred(user: str, password: str, source: str = "secret ns/s") -> Credential:
-    return Credential(user=user, password=password, source=source)
+    return Credential(user=user, password=password, source=src(source))
 
 
 @pytest.mark.parametrize(
@@ -108,7 +109,7 @@ def test_a_bad_credential_is_skipped_with_an_error_naming_its_source(
     assert outcome.state is not None
     assert [c.user for c in outcome.state.credentials] == ["bob"]
     assert len(outcome.errors) == 1
-    assert outcome.errors[0].source == "secret ns/s"
+    assert str(outcome.errors[0].source) == "secret ns/s"
     assert message in outcome.errors[0].message
 
 
@@ -144,7 +145,7 @@ def test_the_same_user_with_different_passwords_is_refused_from_both_sources() -
     outcome = _build(
         credentials=(_cred("a", "pw1", "s1"), _cred("a", "pw2", "s2"), _cred("b", "pw", "s3"))
     )
-    assert {p.source for p in outcome.errors} == {"s1", "s2"}
+    assert {str(p.source) for p in outcome.errors} == {"s1", "s2"}
     assert all("different passwords" in p.message for p in outcome.errors)
     assert outcome.state is not None
     assert [c.user for c in outcome.state.credentials] == ["b"]
@@ -157,8 +158,8 @@ def test_credentials_are_sorted_by_user() -> None:
 
 
 def test_credential_from_data_takes_the_role_from_the_data() -> None:
-    cred = model.credential_from_data("secret ns/x", {"user": b"app", "password": b"pw"})
-    assert cred == Credential("app", "pw", "secret ns/x")
+    cred = model.credential_from_data(src("secret ns/x"), {"user": b"app", "password": b"pw"})
+    assert cred == Credential("app", "pw", src("secret ns/x"))
 
 
 @pytest.mark.parametrize(
@@ -172,16 +173,16 @@ def test_credential_from_data_takes_the_role_from_the_data() -> None:
 def test_credential_from_data_reports_missing_or_undecodable_keys(
     data: dict[str, bytes], message: str
 ) -> None:
-    result = model.credential_from_data("secret ns/x", data)
+    result = model.credential_from_data(src("secret ns/x"), data)
     assert isinstance(result, Problem)
-    assert result.source == "secret ns/x"
+    assert str(result.source) == "secret ns/x"
     assert message in result.message
 
 
 def test_an_invalid_pool_hba_prevents_the_state() -> None:
     outcome = _build(hba_text="host all all 10.0.0.0/8 md5\nhots all all all md5\n")
     assert outcome.state is None
-    assert outcome.errors[0].source == "pool_hba.conf"
+    assert str(outcome.errors[0].source) == "pool_hba.conf"
     assert "line 2" in outcome.errors[0].message
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync import passwd
+from pgpoolsync.core import passwd
 
 # Awkward passwords: colon, backslash, quotes, spaces, unicode, 1 and 79 bytes, block edges.
 AWKWARD = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync import pcp
-from pgpoolsync.devcluster import PgCluster, Pgpool
+from devcluster import PgCluster, Pgpool
+from pgpoolsync.pgpool import pcp
 from tests.pgpool_helpers import render_cli, write_secret
 
 pytestmark = pytest.mark.real

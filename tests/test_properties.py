@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgpoolsync import model, render
-from pgpoolsync.model import Backend, Credential, Inputs, Param
+from pgpoolsync.core import model, render
+from pgpoolsync.core.model import Backend, Credential, Inputs, Param
+from tests.origins import src
 
 # Text biased towards the characters that break config files.
 nasty = st.text(
@@ -32,9 +33,9 @@ def test_no_input_adds_a_line_to_any_rendered_file(
 ) -> None:
     inputs = Inputs(
         backends=(Backend(host, 5432, model.PRIMARY_FLAG),),
-        params=tuple(Param(n, v, f"env {i}") for i, (n, v) in enumerate(params)),
-        credentials=tuple(Credential(u, p, f"secret {i}") for i, (u, p) in enumerate(creds)),
-        pcp_users=(Credential(pcp[0], pcp[1], "env pcp"),),
+        params=tuple(Param(n, v, src(f"env {i}")) for i, (n, v) in enumerate(params)),
+        credentials=tuple(Credential(u, p, src(f"secret {i}")) for i, (u, p) in enumerate(creds)),
+        pcp_users=(Credential(pcp[0], pcp[1], src("env pcp")),),
         password_format=fmt,
     )
     outcome = model.build(inputs)

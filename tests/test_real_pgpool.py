@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgpoolsync.devcluster import PgCluster, Pgpool
+from devcluster import PgCluster, Pgpool
 from tests.pgpool_helpers import render_cli, write_secret
 
 pytestmark = pytest.mark.real

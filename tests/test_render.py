@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pgpoolsync import model, passwd, render
-from pgpoolsync.model import Backend, Credential, DesiredState, Inputs
+from pgpoolsync.core import model, passwd, render
+from pgpoolsync.core.model import Backend, Credential, DesiredState, Inputs
+from tests.origins import src
 
 KEY = b"big secret"
 
@@ -13,8 +14,8 @@ KEY = b"big secret"
 def _state(fmt: str = "aes", **kw: object) -> DesiredState:
     inputs = Inputs(
         backends=(Backend("p", 5432, model.PRIMARY_FLAG), Backend("r", 5433, model.REPLICA_FLAG)),
-        credentials=(Credential("dev", "dev", "s1"), Credential("c:l", "a:b\\c", "s2")),
-        pcp_users=(Credential("pcpadmin", "pcppw", "env"),),
+        credentials=(Credential("dev", "dev", src("s1")), Credential("c:l", "a:b\\c", src("s2"))),
+        pcp_users=(Credential("pcpadmin", "pcppw", src("env")),),
         password_format=fmt,
         **kw,  # type: ignore[arg-type]
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync.devcluster import PgCluster, Pgpool
+from devcluster import PgCluster, Pgpool
 from tests.pgpool_helpers import RunProcess, can_login, kubelet_write, wait_until
 
 pytestmark = pytest.mark.real
@@ -122,23 +122,3 @@ def test_reload_is_retried_until_pgpool_is_back(
         what="reload after pgpool is back",
     )
     assert can_login(pool, "dir_dave", "dave-1")
-
-
-def test_a_restart_only_change_is_reported_not_applied(
-    live: tuple[Pgpool, RunProcess, Path], pg_base: Path, cluster: PgCluster
-) -> None:
-    from pgpoolsync.reconcile import restart_changes
-
-    assert restart_changes(
-        {"port": "1", "backend_weight1": "1"}, {"port": "2", "backend_weight1": "3"}
-    ) == ["port"]
-    assert (
-        restart_changes(
-            {"backend_hostname0": "a"}, {"backend_hostname0": "a", "backend_hostname1": "b"}
-        )
-        == []
-    )
-    assert restart_changes(
-        {"backend_flag0": "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"},
-        {"backend_flag0": "DISALLOW_TO_FAILOVER"},
-    ) == ["backend_flag0"]

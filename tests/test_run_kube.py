@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync.devcluster import PgCluster, Pgpool
+from devcluster import PgCluster, Pgpool
 from tests.kubeapi import KubeApiDouble, endpoint_slice, secret, service
 from tests.pgpool_helpers import RunProcess, can_login, wait_until
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from pgpoolsync import sources, tls
+from pgpoolsync.core import tls
+from pgpoolsync.sources.tlssource import tls_source
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
@@ -51,20 +52,16 @@ def test_malformed_material_is_refused_without_echoing_it(
 
 
 def test_auto_keeps_the_pair_across_restarts_of_the_sidecar(tmp_path: Path) -> None:
-    first, _ = sources.tls_source(
-        mode="auto", config_dir=tmp_path, tls_dir=None, names=["localhost"]
-    )()
+    first, _ = tls_source(mode="auto", config_dir=tmp_path, tls_dir=None, names=["localhost"])()
     assert first is not None
     (tmp_path / "tls.crt").write_bytes(first.cert_pem)
     (tmp_path / "tls.key").write_bytes(first.key_pem)
-    again, _ = sources.tls_source(
-        mode="auto", config_dir=tmp_path, tls_dir=None, names=["localhost"]
-    )()
+    again, _ = tls_source(mode="auto", config_dir=tmp_path, tls_dir=None, names=["localhost"])()
     assert again is not None and again.cert_pem == first.cert_pem
 
 
 def test_secret_mode_names_the_missing_file(tmp_path: Path) -> None:
-    material, problem = sources.tls_source(
+    material, problem = tls_source(
         mode="secret", config_dir=tmp_path, tls_dir=tmp_path / "tls", names=[]
     )()
     assert material is None and problem is not None

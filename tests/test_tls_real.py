@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgpoolsync import tls
-from pgpoolsync.devcluster import PgCluster, Pgpool
+from devcluster import PgCluster, Pgpool
+from pgpoolsync.core import tls
 from tests.kubeapi import KubeApiDouble, secret
 from tests.pgpool_helpers import RunProcess, can_login, render_cli, wait_until, write_secret
 

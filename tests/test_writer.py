@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync import writer
+from pgpoolsync.pgpool import writer
 
 
 def _mode(path: Path) -> int:
@@ -59,7 +59,7 @@ def test_a_failed_write_keeps_the_old_file_whole(
     def boom(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("pgpoolsync.writer.os.fsync", boom)
+    monkeypatch.setattr("pgpoolsync.pgpool.writer.os.fsync", boom)
     with pytest.raises(OSError, match="No space"):
         writer.write_files(tmp_path, {"f": "new\n"}, secret_files=())
     assert (tmp_path / "f").read_text() == "old\n"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from pgpoolsync import passwd, tls
-from pgpoolsync.model import DesiredState
+from pgpoolsync.core import passwd, tls
+from pgpoolsync.core.model import DesiredState
 
 PGPOOL_CONF = "pgpool.conf"
 POOL_HBA = "pool_hba.conf"
@@ -35,7 +35,7 @@ def _line(value: object) -> str:
 
 
 _ENV = Environment(
-    loader=PackageLoader("pgpoolsync", "templates"),
+    loader=PackageLoader("pgpoolsync.core", "templates"),
     undefined=StrictUndefined,
     autoescape=False,  # noqa: S701 - these are config files, not HTML
     keep_trailing_newline=True,

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgpoolsync import hba, passwd
-from pgpoolsync.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsMaterial
+from pgpoolsync.core import hba, passwd
+from pgpoolsync.core.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsMaterial
 
 PRIMARY_FLAG = "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"
 REPLICA_FLAG = "DISALLOW_TO_FAILOVER"
@@ -45,11 +45,50 @@ DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
 )
 
 
+@dataclass(frozen=True, order=True)
+class Origin:
+    """Where an input came from: a Secret, a Service, an env var, a flag, a file, ...
+
+    Structured so that reporting can find the object an Event belongs on without parsing text:
+    ``kind`` is one of ``secret``, ``service``, ``env``, ``flag``, ``file``, ``secrets dir``,
+    ``default``, ``backend``, ``pgpool``; ``namespace`` only for Kubernetes objects.
+    """
+
+    kind: str
+    name: str = ""
+    namespace: str = ""
+
+    def __str__(self) -> str:
+        if self.kind in ("flag", "file"):
+            return self.name
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where}".strip()
+
+
+def secret_origin(namespace: str, name: str) -> Origin:
+    return Origin("secret", name, namespace)
+
+
+def service_origin(namespace: str, name: str) -> Origin:
+    return Origin("service", name, namespace)
+
+
+def env_origin(*names: str) -> Origin:
+    return Origin("env", "/".join(names))
+
+
+def flag_origin(text: str) -> Origin:
+    return Origin("flag", text)
+
+
+DEFAULT_ORIGIN = Origin("default")
+
+
 @dataclass(frozen=True)
 class Problem:
     """Something wrong with one input. ``fatal`` problems make ``render`` exit 1."""
 
-    source: str
+    source: Origin
     message: str
     fatal: bool = True
 
@@ -61,7 +100,7 @@ class Problem:
 class Credential:
     user: str
     password: str = field(repr=False)
-    source: str = ""
+    source: Origin = DEFAULT_ORIGIN
 
 
 @dataclass(frozen=True)
@@ -78,7 +117,7 @@ class Param:
 
     name: str
     value: str
-    source: str
+    source: Origin
 
 
 @dataclass(frozen=True)
@@ -90,8 +129,15 @@ class DesiredState:
     pcp_users: tuple[Credential, ...]
     tls: TlsMaterial | None = None
 
-    def param(self, name: str) -> str | None:
-        return dict(self.params).get(name)
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a source holds right now, as model values."""
+
+    credentials: tuple[Credential | Problem, ...] = ()
+    backends: tuple[Backend, ...] | None = None  # None: the static flags
+    problems: tuple[Problem, ...] = ()
+    tls: TlsMaterial | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +186,7 @@ def _forbidden_char(value: str) -> str | None:
     return None
 
 
-def _decode(source: str, key: str, raw: bytes | str) -> str | Problem:
+def _decode(source: Origin, key: str, raw: bytes | str) -> str | Problem:
     if isinstance(raw, str):
         return raw
     try:
@@ -150,7 +196,7 @@ def _decode(source: str, key: str, raw: bytes | str) -> str | Problem:
 
 
 def credential_from_data(
-    source: str,
+    source: Origin,
     data: Mapping[str, bytes | str],
     *,
     user_keys: Sequence[str] = USER_KEYS,
@@ -255,6 +301,51 @@ def check_credential(cred: Credential, *, password_format: str) -> Problem | Non
     return None
 
 
+# Parameters pgpool reads as integers, with the smallest value it accepts; a bad value is
+# refused here with the variable's name instead of being found by pgpool (or by pgpoolsync
+# itself: it reads pcp_port to reach PCP).
+INT_PARAMS: dict[str, int] = {
+    "port": 1,
+    "pcp_port": 1,
+    "num_init_children": 1,
+    "max_pool": 1,
+    "reserved_connections": 0,
+    "child_life_time": 0,
+    "child_max_connections": 0,
+    "connection_life_time": 0,
+    "client_idle_limit": 0,
+    "authentication_timeout": 0,
+    "connect_timeout": 0,
+    "listen_backlog_multiplier": 1,
+    "sr_check_period": 0,
+    "health_check_period": 0,
+    "health_check_timeout": 0,
+    "health_check_max_retries": 0,
+    "health_check_retry_delay": 0,
+    "delay_threshold": 0,
+    "search_primary_node_timeout": 0,
+}
+_PORT_PARAMS = frozenset({"port", "pcp_port"})
+_BACKEND_INT = re.compile(r"^backend_(port|weight)\d+$")
+
+
+def _int_problem(param: Param) -> Problem | None:
+    low = INT_PARAMS.get(param.name)
+    if low is None and _BACKEND_INT.match(param.name):
+        low = 0
+    if low is None:
+        return None
+    try:
+        number = int(param.value.strip())
+    except ValueError:
+        return Problem(param.source, f"{param.name} must be a whole number, not {param.value!r}")
+    high = 65535 if param.name in _PORT_PARAMS or param.name.startswith("backend_port") else None
+    if number < low or (high is not None and number > high):
+        bounds = f"{low}-{high}" if high is not None else f"at least {low}"
+        return Problem(param.source, f"{param.name} must be {bounds}, not {number}")
+    return None
+
+
 def check_param(param: Param) -> Problem | None:
     if not _PARAM_NAME.match(param.name):
         return Problem(param.source, f"parameter name {param.name!r} is not [a-z0-9_]+")
@@ -265,13 +356,13 @@ def check_param(param: Param) -> Problem | None:
         return Problem(
             param.source, f"value of {param.name} contains a single quote (pgpool cannot escape it)"
         )
-    return None
+    return _int_problem(param)
 
 
 def backend_params(backends: Sequence[Backend]) -> list[Param]:
     out: list[Param] = []
     for i, b in enumerate(backends):
-        src = f"backend {i}"
+        src = Origin("backend", str(i))
         out += [
             Param(f"backend_hostname{i}", b.host, src),
             Param(f"backend_port{i}", str(b.port), src),
@@ -305,7 +396,7 @@ def dedupe_credentials(creds: Iterable[Credential]) -> tuple[list[Credential], l
     for user in sorted(by_user):
         group = by_user[user]
         if len({c.password for c in group}) > 1:
-            sources = ", ".join(c.source for c in group)
+            sources = ", ".join(str(c.source) for c in group)
             problems.extend(
                 Problem(c.source, f"user {user!r} has different passwords in {sources}: skipped")
                 for c in group
@@ -323,20 +414,27 @@ def build(inputs: Inputs) -> Outcome:
     """
     problems: list[Problem] = list(inputs.problems)
     if inputs.password_format not in passwd.FORMATS:
-        problems.append(Problem("--password-format", f"unknown format {inputs.password_format!r}"))
+        problems.append(
+            Problem(flag_origin("--password-format"), f"unknown format {inputs.password_format!r}")
+        )
     if inputs.auth_method not in hba.AUTH_METHODS:
-        problems.append(Problem("--auth-method", f"unknown method {inputs.auth_method!r}"))
+        problems.append(
+            Problem(flag_origin("--auth-method"), f"unknown method {inputs.auth_method!r}")
+        )
     if any(p.fatal for p in problems):
         return Outcome(None, tuple(problems))
 
-    defaults = [Param(n, v, "default") for n, v in DEFAULT_PARAMS]
+    defaults = [Param(n, v, DEFAULT_ORIGIN) for n, v in DEFAULT_PARAMS]
     params, param_problems = merge_params(
         [defaults, backend_params(inputs.backends), tls_params(inputs), inputs.params]
     )
     problems += param_problems
     if not any(p.name == "backend_hostname0" for p in params):
         problems.append(
-            Problem("--primary-host", "no primary backend (backend_hostname0) is configured")
+            Problem(
+                flag_origin("--primary-host"),
+                "no primary backend (backend_hostname0) is configured",
+            )
         )
     ssl = any(p.name == "ssl" and p.value.lower() in ("on", "true", "1", "yes") for p in params)
 
@@ -345,7 +443,10 @@ def build(inputs: Inputs) -> Outcome:
             auth_method=inputs.auth_method, tls=ssl, tls_required=inputs.tls_required
         )
     else:
-        problems += [Problem("pool_hba.conf", e) for e in hba.validate(inputs.hba_text, ssl=ssl)]
+        problems += [
+            Problem(Origin("file", "pool_hba.conf"), e)
+            for e in hba.validate(inputs.hba_text, ssl=ssl)
+        ]
         rules = hba.rules_from_text(inputs.hba_text)
 
     pcp_users: list[Credential] = []
@@ -384,18 +485,21 @@ def build(inputs: Inputs) -> Outcome:
     return Outcome(state, tuple(problems))
 
 
+_TLS_ORIGIN = flag_origin("--tls")
+
+
 def tls_params(inputs: Inputs) -> list[Param]:
     """ssl = on and the file paths when TLS material is present (pgpool reads them at start)."""
     if inputs.tls is None:
         return []
     d = inputs.tls_dir.rstrip("/")
     out = [
-        Param("ssl", "on", "--tls"),
-        Param("ssl_cert", f"{d}/{CERT_FILE}", "--tls"),
-        Param("ssl_key", f"{d}/{KEY_FILE}", "--tls"),
+        Param("ssl", "on", _TLS_ORIGIN),
+        Param("ssl_cert", f"{d}/{CERT_FILE}", _TLS_ORIGIN),
+        Param("ssl_key", f"{d}/{KEY_FILE}", _TLS_ORIGIN),
     ]
     if inputs.tls.ca_pem:
-        out.append(Param("ssl_ca_cert", f"{d}/{CA_FILE}", "--tls"))
+        out.append(Param("ssl_ca_cert", f"{d}/{CA_FILE}", _TLS_ORIGIN))
     return out
 
 

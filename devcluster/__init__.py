@@ -6,7 +6,7 @@ calling user so it can read the 0600 files pgpoolsync writes. Debian's packages 
 binaries (``/usr/lib/postgresql/<v>/bin``, ``/usr/sbin/pgpool``). Passwords are set over a
 psycopg connection, never passed in argv.
 
-``python -m pgpoolsync.devcluster`` runs the demo: cluster, demo secrets, ``pgpoolsync``, pgpool.
+``python -m devcluster`` runs the demo: cluster, demo secrets, ``pgpoolsync``, pgpool.
 """
 
 from __future__ import annotations
@@ -423,7 +423,7 @@ def demo(argv: Sequence[str] | None = None) -> int:
     """Start the demo; with --check, prove logins and a live rotation, then stop."""
     import argparse  # noqa: PLC0415 - only the demo needs it
 
-    ap = argparse.ArgumentParser(prog="python -m pgpoolsync.devcluster", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
     ap.add_argument("--dir", default="/tmp/pgpoolsync-demo", help="where everything lives")
     ap.add_argument(
         "--check",
@@ -526,7 +526,3 @@ Ctrl-C stops everything.""",
             sync.wait(timeout=15)
         pool.stop()
         cluster.stop()
-
-
-if __name__ == "__main__":
-    raise SystemExit(demo())

@@ -118,3 +118,8 @@ def default_names(service: str | None, namespace: str | None) -> list[str]:
             service,
         ]
     return [*names, "localhost", "127.0.0.1", "::1"]
+
+
+def cert_der(cert_pem: bytes) -> bytes:
+    """The certificate in DER, as a TLS server sends it."""
+    return x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)

@@ -1,10 +1,12 @@
-"""The secrets-directory source: credentials laid out like mounted Secret volumes.
+"""The secrets-directory source (the embedded default): credentials laid out like mounted
+Secret volumes.
 
 ``DIR/<name>/username`` (or ``user``) and ``DIR/<name>/password``, one sub-directory per
 credential. Kubelet's layout (``..data`` symlink to ``..<timestamp>``, keys as symlinks into it)
-reads the same; hidden entries are ignored. Owns the only ``import watchdog``: a watcher that sets
-an event when anything under the directory changes (kubelet swaps ``..data`` atomically, so the
-directory is watched, not single files).
+reads the same; hidden entries are ignored. The directory is read whole on every pass (it is
+small, and kubelet swaps it atomically). Owns the only ``import watchdog``: a watcher that
+notifies when anything under a watched directory changes (kubelet swaps ``..data`` atomically,
+so the directory is watched, not single files). Events have nowhere to go: problems are logged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from pgpoolsync.core.model import Credential, Origin, Problem, Snapshot
+from pgpoolsync.sources.convert import KeyConfig, TlsResult
+
 log = logging.getLogger(__name__)
 
 MAX_VALUE_BYTES = 1 << 20  # a Secret is at most 1 MiB
@@ -27,7 +32,7 @@ MAX_VALUE_BYTES = 1 << 20  # a Secret is at most 1 MiB
 class RawSecret:
     """One sub-directory: its name and each visible key's bytes."""
 
-    source: str
+    source: Origin
     data: dict[str, bytes] = field(repr=False)
 
 
@@ -66,7 +71,7 @@ def read_secrets_dir(root: Path) -> list[RawSecret]:
             except OSError as exc:
                 # A kubelet swap can remove a key between listdir and open; the next pass sees it.
                 log.debug("secrets directory %s: %s", path, exc.strerror)
-        out.append(RawSecret(source=f"secrets dir {root.name}/{name}", data=data))
+        out.append(RawSecret(source=Origin("secrets dir", f"{root.name}/{name}"), data=data))
     return out
 
 
@@ -99,3 +104,53 @@ class DirWatcher:
 
     def is_alive(self) -> bool:
         return bool(self._observer.is_alive())
+
+
+def credentials_from_dir(root: Path | None, keys: KeyConfig) -> tuple[Credential | Problem, ...]:
+    if root is None:
+        return ()
+    return tuple(keys.credential(s.source, s.data) for s in read_secrets_dir(root))
+
+
+class DirSource:
+    """Credentials from ``secrets_dir`` and TLS material from ``tls``; watched with watchdog."""
+
+    def __init__(
+        self,
+        *,
+        secrets_dir: Path | None,
+        keys: KeyConfig,
+        tls: Callable[[], TlsResult],
+        watch: tuple[Path, ...] = (),
+    ) -> None:
+        self._root = secrets_dir
+        self._keys = keys
+        self._tls = tls
+        self._watch = watch
+        self._watchers: list[DirWatcher] = []
+
+    def start(self, notify: Callable[[], None]) -> None:
+        for directory in self._watch:
+            watcher = DirWatcher(directory, notify)
+            watcher.start()
+            self._watchers.append(watcher)
+
+    def snapshot(self) -> Snapshot:
+        material, problem = self._tls()
+        return Snapshot(
+            credentials=credentials_from_dir(self._root, self._keys),
+            problems=(problem,) if problem else (),
+            tls=material,
+        )
+
+    def healthy(self) -> tuple[bool, str]:
+        if any(not w.is_alive() for w in self._watchers):
+            return False, "a directory watcher stopped"
+        return True, "ok"
+
+    def post_event(self, problem: Problem, reason: str) -> None:
+        pass  # no API to post to: the reporter has logged it
+
+    def stop(self) -> None:
+        for w in self._watchers:
+            w.stop()

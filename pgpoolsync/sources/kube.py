@@ -1,4 +1,4 @@
-"""The Kubernetes source: list+watch threads that keep caches of plain dicts, and Events.
+"""The Kubernetes API side: list+watch threads that keep caches of plain dicts, and Events.
 
 The only ``import kubernetes``. One ``Watcher`` thread per watched collection lists, then watches
 from the list's resourceVersion with bookmarks and a server timeout (a longer client read timeout
@@ -7,6 +7,7 @@ core sees plain data). On 410 Gone (HTTP status or ERROR event) the watcher reli
 its cache, so deletions missed while disconnected are seen; the official client's own 410 retry is
 off whenever ``timeout_seconds`` is passed, so it is handled here. Other errors back off (with
 Retry-After for 429) and resume from the last resourceVersion. Every change calls ``notify``.
+What an event does to the cache is the pure step in sources/cache.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from pgpoolsync.sources import cache as watchcache
+
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
@@ -34,6 +37,10 @@ Obj = dict[str, Any]
 
 class Gone(Exception):
     """The resourceVersion is too old: relist."""
+
+
+class KubeConfigError(Exception):
+    """Neither an in-cluster service account nor a usable kubeconfig."""
 
 
 def load_api_client(*, kubeconfig: str | None) -> kubernetes.client.ApiClient:
@@ -45,9 +52,19 @@ def load_api_client(*, kubeconfig: str | None) -> kubernetes.client.ApiClient:
         except kubernetes.config.ConfigException:
             pass
     cfg = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, client_configuration=cfg
-    )
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=cfg
+        )
+    except (kubernetes.config.ConfigException, OSError, ValueError) as exc:
+        # Only the config library's own message: a parser's could quote the file (a token).
+        why = str(exc).splitlines()[0] if isinstance(exc, kubernetes.config.ConfigException) else ""
+        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "no in-cluster service account"
+        raise KubeConfigError(
+            f"--kube: cannot reach the Kubernetes API ({where}; kubeconfig: "
+            f"{why or type(exc).__name__}). Run inside a Pod with a service account, or pass "
+            "--kubeconfig FILE"
+        ) from None
     return kubernetes.client.ApiClient(cfg)
 
 
@@ -119,15 +136,6 @@ class Collection:
         return f"{self.kind} in {self.namespace}" + (f" ({sel})" if sel else "")
 
 
-def _name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))
-
-
-def _rv(obj: Mapping[str, Any]) -> str | None:
-    rv = (obj.get("metadata") or {}).get("resourceVersion")
-    return str(rv) if rv else None
-
-
 class Watcher:
     """Keeps ``cache`` (name → object) of one Collection in step, in its own thread."""
 
@@ -151,7 +159,7 @@ class Watcher:
         self._backoff_max = backoff_max
         self._clock = clock
         self._lock = threading.Lock()
-        self._cache: dict[str, Obj] = {}
+        self._cache: watchcache.Cache = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"watch-{collection.kind}", daemon=True
@@ -199,15 +207,14 @@ class Watcher:
             body = json.loads(resp.data)
         finally:
             resp.release_conn()
-        items = {_name(o): o for o in body.get("items") or []}
-        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
         with self._lock:
-            changed = items != self._cache
-            self._cache = items
+            step = watchcache.from_list(self._cache, body)
+            self._cache = step.cache
+        rv = step.resource_version or ""
         self.resource_version = rv
         self._progress()
         self.synced.set()
-        if changed:
+        if step.changed:
             self._notify()
         return rv
 
@@ -234,34 +241,18 @@ class Watcher:
 
     def _watch(self, rv: str) -> str:
         for event in self._events(rv):
-            kind = event.get("type")
-            obj = event.get("object") or {}
-            if kind == "ERROR":
-                code = obj.get("code")
-                if code == 410:
-                    raise Gone(obj.get("message", "resourceVersion too old"))
-                raise ApiException(status=code or 500, reason=obj.get("message", "watch error"))
-            new_rv = _rv(obj)
-            if kind == "BOOKMARK":
-                if new_rv:
-                    rv = new_rv
-                    self.resource_version = rv
-                self._progress()
-                continue
-            name = _name(obj)
             with self._lock:
-                if kind == "DELETED":
-                    changed = self._cache.pop(name, None) is not None
-                elif kind in ("ADDED", "MODIFIED"):
-                    changed = self._cache.get(name) != obj
-                    self._cache[name] = obj
-                else:
-                    changed = False
-            if new_rv:
-                rv = new_rv
+                step = watchcache.apply_event(self._cache, event)
+                self._cache = step.cache
+            if step.gone:
+                raise Gone(step.error[1] if step.error else "resourceVersion too old")
+            if step.error is not None:
+                raise ApiException(status=step.error[0], reason=step.error[1])
+            if step.resource_version:
+                rv = step.resource_version
                 self.resource_version = rv
             self._progress()
-            if changed:
+            if step.changed:
                 self._notify()
         self._progress()  # a clean end at the server timeout is progress too
         return rv

@@ -32,6 +32,11 @@ class FamilyLike(Protocol):
     samples: list[tuple[tuple[tuple[str, str], ...], float]]
 
 
+def new_registry() -> CollectorRegistry:
+    """A registry of its own, never prometheus_client's global one."""
+    return CollectorRegistry()
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -69,6 +74,11 @@ class Metrics:
         self.restart_required = Gauge(
             "pgpoolsync_restart_required",
             "1 when written changes need a pgpool restart",
+            registry=registry,
+        )
+        self.unapplied = Gauge(
+            "pgpoolsync_unapplied_params",
+            "Reloadable parameters pgpool does not run with after a reload (refused values)",
             registry=registry,
         )
         self.change_to_reload = Histogram(

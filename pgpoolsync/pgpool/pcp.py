@@ -1,10 +1,13 @@
-"""A native client for pgpool's PCP protocol: login, reload config, node count and info.
+"""A native client for pgpool's PCP protocol: login, reload, pool status, node count and info.
 
 Each message is one type byte and a 4-byte big-endian length that counts itself and the payload
 (src/libs/pcp/pcp.c). Login: ``M`` → salt (``m``); ``R`` with ``user\\0`` +
 ``md5_hex(md5_hex(md5_hex(password) + user) + salt)\\0`` → ``r`` "AuthenticationOK". Reload: ``Z``
-with a scope byte → ``z`` "CommandComplete". Errors come as ``E`` with ``S``/``M``/``D`` fields;
-notices (``N``) are skipped. The only socket user in pgpoolsync.
+with a scope byte → ``z`` "CommandComplete". Pool status: ``B`` → ``b`` "ArraySize" + count, one
+``b`` "ProcessConfig" name/value/description per parameter, ``b`` "CommandComplete" (the values
+the PCP process runs with: it re-reads reloadable ones on reload, never the start-only ones,
+src/pcp_con/pcp_worker.c, process_status_request). Errors come as ``E`` with ``S``/``M``/``D``
+fields; notices (``N``) are skipped. The only socket user in pgpoolsync.
 """
 
 from __future__ import annotations
@@ -135,6 +138,20 @@ class PcpClient:
         reply = self._expect(b"z").split(b"\0", 1)[0]
         if reply != b"CommandComplete":
             raise PcpError(f"PCP reload failed: {reply.decode(errors='replace')}")
+
+    def pool_status(self) -> dict[str, str]:
+        """Each parameter pgpool reports, with the value it runs with (``pcp_pool_status``)."""
+        self._send(b"B", b"")
+        out: dict[str, str] = {}
+        while True:
+            fields = self._expect(b"b").split(b"\0")
+            code = fields[0]
+            if code == b"CommandComplete":
+                return out
+            if code == b"ProcessConfig" and len(fields) >= 3:
+                out[fields[1].decode(errors="replace")] = fields[2].decode(errors="replace")
+            elif code != b"ArraySize":
+                raise PcpError(f"unexpected PCP pool status record {code!r}")
 
     def node_count(self) -> int:
         self._send(b"L", b"")

@@ -1,0 +1,3 @@
+from devcluster import demo
+
+raise SystemExit(demo())

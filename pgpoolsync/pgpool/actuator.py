@@ -1,0 +1,233 @@
+"""Bringing the running pgpool to the desired state, and checking that it got there.
+
+The actuator renders and writes the files (only those that changed, atomically), reloads pgpool
+over PCP when anything was written or a reload is still owed, and then asks pgpool what it runs
+with (PCP pool status; the TLS certificate its client port serves) to tell apart what took
+effect, what needs a restart, and what a reload did not apply. The first pass after a start owes
+a reload: the files on disk may be newer than what pgpool loaded (a sidecar killed between write
+and reload), so nothing is assumed. Knows nothing about Kubernetes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pgpoolsync.core import render, tls
+from pgpoolsync.core.changes import drift
+from pgpoolsync.core.model import DesiredState
+from pgpoolsync.pgpool import pcp, probe, writer
+
+log = logging.getLogger(__name__)
+
+CERT_CHANGE = "ssl certificate"
+
+
+def write_state(
+    state: DesiredState, *, config_dir: Path, pool_key_file: Path, pool_key_seed: Path | None
+) -> list[str]:
+    """Render the state and write every file that differs; the names written, in order."""
+    key = None
+    if state.password_format == "aes":
+        key, _ = writer.load_or_create_pool_key(pool_key_file, seed=pool_key_seed)
+    files = render.render(state, pool_key=key)
+    return writer.write_files(config_dir, files, secret_files=render.SECRET_FILES)
+
+
+class Pgpool(Protocol):
+    """The running pgpool as the actuator sees it; ``params`` are the desired parameters (the
+    ports to reach it are among them)."""
+
+    def reload(self, params: Mapping[str, str]) -> None: ...
+
+    def running_params(self, params: Mapping[str, str]) -> dict[str, str]: ...
+
+    def served_certificate(self, params: Mapping[str, str]) -> bytes | None: ...
+
+
+class PcpPgpool:
+    """pgpool reached over PCP (reload, pool status) and its client port (TLS certificate)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        user: str,
+        password: str,
+        pcp_port: int | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.host = host
+        self._user = user
+        self._password = password
+        self._pcp_port = pcp_port
+        self.timeout = timeout
+
+    def _client(self, params: Mapping[str, str]) -> pcp.PcpClient:
+        port = self._pcp_port or int(params.get("pcp_port", "9898"))
+        client = pcp.PcpClient(self.host, port, timeout=self.timeout)
+        client.login(self._user, self._password)
+        return client
+
+    def reload(self, params: Mapping[str, str]) -> None:
+        with self._client(params) as client:
+            client.reload()
+
+    def running_params(self, params: Mapping[str, str]) -> dict[str, str]:
+        with self._client(params) as client:
+            return client.pool_status()
+
+    def served_certificate(self, params: Mapping[str, str]) -> bytes | None:
+        return probe.served_certificate(
+            self.host, int(params.get("port", "9999")), timeout=self.timeout
+        )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one pass did to pgpool and what pgpool then reported."""
+
+    changed: tuple[str, ...] = ()  # files written
+    reloaded: bool = False  # a reload was sent and accepted in this pass
+    reload_error: str | None = None
+    verified: bool = False  # pgpool was asked what it runs with, in this pass
+    restart: tuple[str, ...] = ()  # what pgpool runs differently until it restarts
+    unapplied: tuple[str, ...] = ()  # reloadable values pgpool is not running with
+    restarted: bool = False  # the restart policy restarted pgpool in this pass
+
+    @property
+    def owes_reload(self) -> bool:
+        return self.reload_error is not None or bool(self.unapplied)
+
+
+class Actuator:
+    def __init__(
+        self,
+        *,
+        config_dir: Path,
+        pool_key_file: Path,
+        pool_key_seed: Path | None = None,
+        pgpool: Pgpool,
+        restart: Callable[[Mapping[str, str]], bool] | None = None,
+        verify_seconds: float = 2.0,
+        recheck_seconds: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config_dir = config_dir
+        self._key_file = pool_key_file
+        self._key_seed = pool_key_seed
+        self._pgpool = pgpool
+        self._restart = restart
+        self._verify_seconds = verify_seconds
+        self._recheck_seconds = recheck_seconds
+        self._sleep = sleep
+        self._clock = clock
+        self.reload_owed = True  # the first pass assumes nothing about what pgpool loaded
+        self._verified_at: float | None = None
+        self._restarted_for: tuple[tuple[str, str], ...] | None = None
+        self.restart_needed: tuple[str, ...] = ()
+
+    def apply(self, state: DesiredState) -> Applied:
+        """Write, reload if owed, verify. Raises OSError when the files cannot be written."""
+        changed = tuple(
+            write_state(
+                state,
+                config_dir=self._config_dir,
+                pool_key_file=self._key_file,
+                pool_key_seed=self._key_seed,
+            )
+        )
+        params = dict(state.params)
+        if changed:
+            self.reload_owed = True
+        reloaded = False
+        if self.reload_owed:
+            try:
+                self._pgpool.reload(params)
+            except (pcp.PcpError, OSError) as exc:
+                return Applied(changed=changed, reload_error=str(exc), restart=self.restart_needed)
+            self.reload_owed = False
+            reloaded = True
+        due = (
+            self._verified_at is None or self._clock() - self._verified_at >= self._recheck_seconds
+        )
+        if not (reloaded or due or self.restart_needed):
+            return Applied(changed=changed, restart=self.restart_needed)
+        try:
+            restart, unapplied = self._verify(state, params, wait=reloaded)
+        except (pcp.PcpError, probe.ProbeError, OSError) as exc:
+            log.debug("could not ask pgpool what it runs with: %s", exc)
+            return Applied(changed=changed, reloaded=reloaded, restart=self.restart_needed)
+        self._verified_at = self._clock()
+        self.restart_needed = restart
+        if unapplied:
+            self.reload_owed = True  # retried with backoff by the loop
+        restarted = self._maybe_restart(params, restart)
+        return Applied(
+            changed=changed,
+            reloaded=reloaded,
+            verified=True,
+            restart=restart,
+            unapplied=unapplied,
+            restarted=restarted,
+        )
+
+    def _verify(
+        self, state: DesiredState, params: Mapping[str, str], *, wait: bool
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(restart-needing names, reloadable names not in effect). Right after a reload pgpool's
+        processes take it up one by one: poll for up to ``verify_seconds`` before calling a
+        reloadable value unapplied."""
+        deadline = self._clock() + (self._verify_seconds if wait else 0.0)
+        while True:
+            running = self._pgpool.running_params(params)
+            found = drift(running, params)
+            if not found.unapplied or self._clock() >= deadline:
+                break
+            self._sleep(0.05)
+        restart = list(found.restart)
+        if state.tls is not None and running.get("ssl") == "1":
+            served = self._pgpool.served_certificate(params)
+            if served is not None and served != tls.cert_der(state.tls.cert_pem):
+                restart.append(CERT_CHANGE)
+        return tuple(restart), found.unapplied
+
+    def _maybe_restart(self, params: Mapping[str, str], restart: tuple[str, ...]) -> bool:
+        """The restart policy, once per distinct target (never in a loop when a restart does not
+        bring pgpool to the desired values)."""
+        if not restart or self._restart is None:
+            return False
+        target = tuple(sorted((n, params.get(n, "")) for n in restart))
+        if target == self._restarted_for:
+            return False
+        if not self._restart(params):
+            return False
+        self._restarted_for = target
+        self.reload_owed = True  # verify again once pgpool is back
+        self._verified_at = None
+        log.info("restarted pgpool to apply %s", ", ".join(restart))
+        return True
+
+
+def signal_restart(pid_file: str | None) -> Callable[[Mapping[str, str]], bool]:
+    """``--restart-policy signal``: SIGINT (fast shutdown: sessions drop) the pid in the pid
+    file, by default pgpool.conf's ``pid_file_name``; the container restarts pgpool."""
+
+    def restart(params: Mapping[str, str]) -> bool:
+        path = pid_file or params.get("pid_file_name") or ""
+        try:
+            pid = int(Path(path).read_text().split()[0])
+            os.kill(pid, signal.SIGINT)
+        except (OSError, ValueError, IndexError) as exc:
+            log.error("restart policy: cannot signal pgpool via %s: %s", path, exc)
+            return False
+        return True
+
+    return restart

@@ -1,0 +1,166 @@
+"""Turning the loop's outcomes into log lines, metrics and Kubernetes Events.
+
+Log lines and metrics are cheap and written at once; Events are HTTP calls to the API server
+(seconds when it is slow), so they are queued and posted by a thread of their own: reporting
+never sits between writing a file and reloading pgpool. One informative line per applied
+change; a problem or a restart-required is reported once, not on every pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from pgpoolsync.core.changes import describe_change
+from pgpoolsync.core.model import DesiredState, Origin, Problem
+from pgpoolsync.pgpool.actuator import Applied
+from pgpoolsync.report.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[Problem, str], None]  # (problem, reason) → an Event; may block
+
+
+class AsyncEvents:
+    """Posts Events from its own thread; callers only enqueue (dropped, with a log line, when
+    the queue is full: the API server is down and the same Events would pile up)."""
+
+    def __init__(self, post: EventSink, *, maxsize: int = 256) -> None:
+        self._post = post
+        self._queue: queue.Queue[tuple[Problem, str] | None] = queue.Queue(maxsize)
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def __call__(self, problem: Problem, reason: str) -> None:
+        try:
+            self._queue.put_nowait((problem, reason))
+        except queue.Full:
+            log.warning("Event queue full: not posting %s for %s", reason, problem.source)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._post(*item)
+            except Exception:  # a reporting failure must never end reporting
+                log.exception("posting an Event failed")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Post what is queued (for up to ``timeout``), then stop."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+
+_PGPOOL = Origin("pgpool")
+_PGPOOL_CONF = Origin("file", "pgpool.conf")
+
+
+class Reporter:
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        events: EventSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self._events = events or (lambda problem, reason: None)
+        self._clock = clock
+        self._wall = wall
+        self._reported: set[Problem] = set()
+        self._restart: tuple[str, ...] = ()
+        self._unapplied: tuple[str, ...] = ()
+
+    def event(self, problem: Problem, reason: str) -> None:
+        self._events(problem, reason)
+
+    def problems(self, problems: Sequence[Problem]) -> None:
+        """Log and post each problem once, while it lasts."""
+        for problem in problems:
+            if problem in self._reported:
+                continue
+            if problem.fatal:
+                log.error("invalid input: %s", problem)
+            else:
+                log.warning("%s", problem)
+            self._events(problem, "InvalidInput")
+        self._reported = set(problems)
+        self.metrics.invalid.set(len(problems))
+
+    def write_failed(self, where: str, exc: OSError) -> None:
+        log.error("writing %s failed: %s; keeping the last good files", where, exc)
+        self.metrics.applies.labels("error").inc()
+        self._events(Problem(Origin("file", where), f"write failed: {exc}"), "ApplyFailed")
+
+    def no_state(self) -> None:
+        self.metrics.applies.labels("error").inc()
+
+    def applied(
+        self,
+        old: DesiredState | None,
+        new: DesiredState,
+        applied: Applied,
+        *,
+        seen_at: float | None,
+        retry_in: float,
+    ) -> None:
+        m = self.metrics
+        if applied.changed:
+            log.info("applied %s: %s", ", ".join(applied.changed), describe_change(old, new))
+            m.applies.labels("success").inc()
+        else:
+            m.applies.labels("unchanged").inc()
+        m.users.set(len(new.credentials))
+        if new.tls is not None:
+            m.tls_expiry.set(new.tls.not_after)
+        if applied.reload_error is not None:
+            m.reloads.labels("error").inc()
+            log.warning(
+                "reloading pgpool failed (%s); retrying in %.1fs", applied.reload_error, retry_in
+            )
+            if retry_in >= 30:
+                self._events(
+                    Problem(_PGPOOL, f"reload failing: {applied.reload_error}"), "ReloadFailed"
+                )
+        if applied.reloaded:
+            m.reloads.labels("success").inc()
+            if seen_at is not None:
+                m.change_to_reload.observe(max(0.0, self._clock() - seen_at))
+            log.info("reloaded pgpool")
+        if applied.verified:
+            self._drift(applied)
+        if not applied.owes_reload:
+            m.last_success.set(self._wall())
+
+    def _drift(self, applied: Applied) -> None:
+        if applied.restart and applied.restart != self._restart:
+            names = ", ".join(applied.restart)
+            log.warning("pgpool must restart to apply: %s (written, not yet in effect)", names)
+            self._events(
+                Problem(_PGPOOL_CONF, f"restart required to apply: {names}"), "RestartRequired"
+            )
+        elif self._restart and not applied.restart:
+            log.info("pgpool runs with every restart-only value now")
+        self._restart = applied.restart
+        if applied.unapplied and applied.unapplied != self._unapplied:
+            names = ", ".join(applied.unapplied)
+            log.warning(
+                "pgpool reloaded but does not run with: %s (refused value? see pgpool's log); "
+                "retrying",
+                names,
+            )
+            self._events(
+                Problem(_PGPOOL_CONF, f"reload did not apply: {names}"), "ReloadNotApplied"
+            )
+        self._unapplied = applied.unapplied
+        self.metrics.restart_required.set(1 if applied.restart else 0)
+        self.metrics.unapplied.set(len(applied.unapplied))

@@ -1,0 +1,100 @@
+"""In-memory stand-ins for the loop's unit tests: a pgpool that behaves like the real one where
+the loop cares (what a reload takes, what only a restart takes), and a loop wired to it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pgpoolsync import reconcile
+from pgpoolsync.core import model
+from pgpoolsync.pgpool.actuator import Actuator
+from pgpoolsync.pgpool.pcp import PcpError
+from pgpoolsync.report.metrics import Metrics, new_registry
+from pgpoolsync.report.reporter import Reporter
+from pgpoolsync.settings import parse
+from pgpoolsync.sources import ChangeSignal
+
+# What pgpool 4.3 takes only at start, for the parameters these tests change (REFERENCE.md).
+START_ONLY = frozenset({"port", "num_init_children", "max_pool", "backend_port0", "ssl"})
+
+
+class FakePgpool:
+    """Starts on the first reload's parameters (as pgpool starts on the files), then takes
+    reloadable values on reload, except those in ``refuse`` (pgpool keeps the old value)."""
+
+    def __init__(self) -> None:
+        self.reloads: list[float] = []
+        self.running: dict[str, str] | None = None
+        self.refuse: set[str] = set()
+        self.down = 0  # this many calls fail as if pgpool were not listening
+        self.cert: bytes | None = None
+
+    def _maybe_down(self) -> None:
+        if self.down:
+            self.down -= 1
+            raise PcpError("cannot connect to PCP at 127.0.0.1:9898: Connection refused")
+
+    def start(self, params: Mapping[str, str]) -> None:
+        self.running = dict(params)
+
+    def reload(self, params: Mapping[str, str]) -> None:
+        self._maybe_down()
+        self.reloads.append(time.monotonic())
+        if self.running is None:
+            self.start(params)
+            return
+        for name, value in params.items():
+            if name not in START_ONLY and name not in self.refuse:
+                self.running[name] = value
+
+    def running_params(self, params: Mapping[str, str]) -> dict[str, str]:
+        self._maybe_down()
+        return dict(self.running or {})
+
+    def served_certificate(self, params: Mapping[str, str]) -> bytes | None:
+        return self.cert
+
+
+def make_loop(
+    tmp_path: Path,
+    snapshot: Callable[[], model.Snapshot],
+    pgpool: FakePgpool,
+    *,
+    events: Callable[[model.Problem, str], None] | None = None,
+    restart: Callable[[Mapping[str, str]], bool] | None = None,
+    args: Sequence[str] = (),
+    **kw: Any,
+) -> tuple[reconcile.Loop, Metrics]:
+    settings = parse(
+        ["run", "--config-dir", str(tmp_path), "--tls", "off", *args],
+        {"PGPOOL_PCP_USER": "u", "PGPOOL_PCP_PASSWORD": "p"},
+    )
+    assert settings.common is not None
+    common = settings.common
+    m = Metrics(new_registry())
+    actuator = Actuator(
+        config_dir=common.config_dir,
+        pool_key_file=common.pool_key_file,
+        pgpool=pgpool,
+        restart=restart,
+        verify_seconds=0.0,
+        sleep=lambda s: None,
+    )
+    loop = reconcile.Loop(
+        snapshot=snapshot,
+        build=reconcile.builder(common, hba_text=None),
+        actuator=actuator,
+        reporter=Reporter(metrics=m, events=events),
+        signal=ChangeSignal(),
+        where=str(tmp_path),
+        **kw,
+    )
+    return loop, m
+
+
+def value(m: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    v = m.registry.get_sample_value(name, labels or {})
+    return v if v is not None else 0.0
