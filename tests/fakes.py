@@ -17,7 +17,7 @@ from pgpoolsync.report.reporter import Reporter
 from pgpoolsync.settings import parse
 from pgpoolsync.sources import ChangeSignal
 
-# What pgpool 4.3 takes only at start, for the parameters these tests change (REFERENCE.md).
+# What pgpool 4.3 takes only at start, for the parameters these tests change (docs/pgpool-facts.md).
 START_ONLY = frozenset({"port", "num_init_children", "max_pool", "backend_port0", "ssl"})
 
 

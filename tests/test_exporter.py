@@ -20,8 +20,28 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from pgpoolsync.exporter import scrape as exporter
-from pgpoolsync.exporter.scrape import Table
+from pgpoolsync.exporter.scrape import Column, Table, _Part
 from pgpoolsync.report.metrics import exposition
+
+
+def table_from_rows(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """A SHOW answer from plain rows, as libpq would hand it to the exporter."""
+    names: dict[str, int] = {}
+    for row in rows:
+        for key in row:
+            names.setdefault(key, len(names))
+    keys = list(names)
+
+    def values(c: int) -> Column:
+        return [None if (v := row.get(keys[c])) is None else str(v) for row in rows]
+
+    def nonempty(c: int) -> int:
+        return sum(1 for v in values(c) if v)
+
+    def cells() -> Column:
+        return [None if (v := row.get(k)) is None else str(v) for row in rows for k in keys]
+
+    return Table([_Part(names, len(rows), values, nonempty, cells)])
 
 
 @pytest.mark.parametrize(
@@ -142,21 +162,21 @@ def test_exposition_is_byte_identical_to_prometheus_client(
 
 
 def test_every_parsed_family_exposes_like_prometheus_client() -> None:
-    pools = Table.from_rows([{"pool_pid": "1", "username": "u", "database": "d"}] * 3)
+    pools = table_from_rows([{"pool_pid": "1", "username": "u", "database": "d"}] * 3)
     fams = [
-        *exporter.parse_pool_nodes(Table.from_rows(NODES)),
-        *exporter.parse_backend_stats(Table.from_rows(NODES)),
-        *exporter.parse_health_check_stats(Table.from_rows(NODES)),
+        *exporter.parse_pool_nodes(table_from_rows(NODES)),
+        *exporter.parse_backend_stats(table_from_rows(NODES)),
+        *exporter.parse_health_check_stats(table_from_rows(NODES)),
         *exporter.parse_processes(pools),
         *exporter.parse_pools(pools),
-        *exporter.parse_cache(Table.from_rows([{"cache_hit_ratio": "0.25"}])),
+        *exporter.parse_cache(table_from_rows([{"cache_hit_ratio": "0.25"}])),
     ]
     assert len(fams) > 30
     assert _text(fams) == _reference_text(fams)
 
 
 def test_two_nodes_on_one_host_port_role_do_not_collide() -> None:
-    text = _text(exporter.parse_pool_nodes(Table.from_rows(NODES)))
+    text = _text(exporter.parse_pool_nodes(table_from_rows(NODES)))
     assert (
         'pgpool2_pool_nodes_select_cnt{hostname="db",node_id="0",port="5432",role="primary"} 7.0'
         in text
@@ -178,7 +198,7 @@ def test_frontend_and_backend_usage() -> None:
         {"pool_pid": "1", "database": "app", "username": "u"},
         {"pool_pid": "2", "database": "", "username": ""},
     ]
-    fams = {f.name: f for f in exporter.parse_processes(Table.from_rows(procs))}
+    fams = {f.name: f for f in exporter.parse_processes(table_from_rows(procs))}
     assert fams["pgpool2_frontend_total"].samples == [((), 2.0)]
     assert fams["pgpool2_frontend_used"].samples == [
         ((("username", "u"), ("database", "app")), 1.0)
@@ -187,7 +207,7 @@ def test_frontend_and_backend_usage() -> None:
     pools = {
         f.name: f
         for f in exporter.parse_pools(
-            Table.from_rows([{"pool_pid": "1", "username": "u"}, {"pool_pid": "1", "username": ""}])
+            table_from_rows([{"pool_pid": "1", "username": "u"}, {"pool_pid": "1", "username": ""}])
         )
     }
     assert pools["pgpool2_backend_used_ratio"].samples == [((), 0.5)]
@@ -229,7 +249,7 @@ ROWS: list[dict[str, str | None]] = [
 @pytest.mark.parametrize("n", [0, 1, 2, 16, 17, 40])
 def test_a_table_of_libpq_results_reads_like_one_of_plain_rows(n: int) -> None:
     rows = ROWS[:n]
-    raw, plain = Table.from_results([FakeResult(rows)]), Table.from_rows(rows)
+    raw, plain = Table.from_results([FakeResult(rows)]), table_from_rows(rows)
     assert raw.nrows == plain.nrows == n
     for name in ("pool_pid", "username", "x", "missing"):
         assert raw.column(name) == plain.column(name)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pgpoolsync.core.model import DesiredState
 
-# Parameters pgpool reads only at start (../shared/REFERENCE.md, "Reload semantics"; in
+# Parameters pgpool reads only at start (docs/pgpool-facts.md, "Reload ..."; in
 # pgpool's source, the CFGCXT_INIT variables of src/config/pool_config_variables.c).
 RESTART_PARAMS = frozenset(
     {

@@ -25,7 +25,7 @@ PASSWORD_KEYS = ("password",)
 _PARAM_NAME = re.compile(r"^[a-z0-9_]+$")
 _FORBIDDEN = {"\n": "a newline", "\r": "a carriage return", "\0": "a NUL byte"}
 
-# Defaults for pgpool in front of an operator that owns failover (see DESIGN.md / REFERENCE.md).
+# Defaults for pgpool in front of an operator that owns failover (docs/DESIGN.md).
 DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
     ("backend_clustering_mode", "streaming_replication"),
     ("listen_addresses", "*"),

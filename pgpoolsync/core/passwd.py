@@ -18,7 +18,7 @@ MD5_PREFIX = "md5"
 TEXT_PREFIX = "TEXT"
 SCRAM_PREFIX = "SCRAM-SHA-256$"
 
-# pgpool reads at most 128 characters of the (unescaped) secret field; see REFERENCE.md.
+# pgpool reads at most 128 characters of the (unescaped) secret field; docs/pgpool-facts.md.
 MAX_FIELD = 128
 MAX_AES_PASSWORD_BYTES = 79
 MAX_TEXT_PASSWORD_BYTES = MAX_FIELD - len(TEXT_PREFIX)

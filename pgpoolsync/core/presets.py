@@ -1,6 +1,6 @@
 """Operator conventions as data: where each operator keeps credentials and Services.
 
-Templates use ``{cluster}``. See ../shared/REFERENCE.md for the sources of each row.
+Templates use ``{cluster}``. docs/pgpool-facts.md ("Operators") has the table each row comes from.
 """
 
 from __future__ import annotations

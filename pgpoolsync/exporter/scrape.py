@@ -17,7 +17,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -85,7 +85,7 @@ class _Part(NamedTuple):
 class Table:
     """One SHOW answer, column by name: pgpool's text values, None for NULL.
 
-    Built from libpq results (``from_results``) or from plain rows (``from_rows``). Small
+    Built from libpq results (``from_results``; tests build one from plain rows). Small
     answers (one row per node) are decoded at once; large ones (``pool_pools``: children x
     max_pool x backends rows) only in the columns a parser asks for, and ``nonempty`` counts
     without decoding. Several result sets are concatenated: pgpool 4.3 answers
@@ -103,25 +103,6 @@ class Table:
         if len(parts) == 1 and parts[0].nrows <= self.EAGER_ROWS:
             cells, width = parts[0].cells(), len(parts[0].names)
             self._columns = {name: cells[c::width] for name, c in parts[0].names.items()}
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> Table:
-        names: dict[str, int] = {}
-        for row in rows:
-            for key in row:
-                names.setdefault(key, len(names))
-        keys = list(names)
-
-        def values(c: int) -> Column:
-            return [None if (v := row.get(keys[c])) is None else str(v) for row in rows]
-
-        def nonempty(c: int) -> int:
-            return sum(1 for v in values(c) if v)
-
-        def cells() -> Column:
-            return [None if (v := row.get(k)) is None else str(v) for row in rows for k in keys]
-
-        return cls([_Part(names, len(rows), values, nonempty, cells)])
 
     @classmethod
     def from_results(cls, results: Sequence[Any]) -> Table:
