@@ -58,3 +58,26 @@ def test_an_unknown_node_is_a_clear_error(pool: Pgpool) -> None:
 def test_pgpool_down_is_a_pcp_error_not_a_hang(pool: Pgpool) -> None:
     with pytest.raises(pcp.PcpError, match="cannot connect"):
         pcp.reload_pgpool("127.0.0.1", 1, "pcpadmin", "x", timeout=2)
+
+
+def test_pool_status_reports_what_pgpool_runs_with(pool: Pgpool) -> None:
+    with pcp.PcpClient("127.0.0.1", pool.pcp_port) as client:
+        client.login("pcpadmin", "pc:pw\\x")
+        status = client.pool_status()
+    assert status["port"] == str(pool.port)
+    assert status["num_init_children"] == "4"
+    assert status["backend_clustering_mode"] == "1"  # streaming_replication, as a number
+    assert set(status["backend_flag0"].split("|")) == {"ALWAYS_PRIMARY", "DISALLOW_TO_FAILOVER"}
+    assert len(status) > 100
+
+
+def test_detach_of_a_disallowed_node_is_refused_with_pgpools_reason(pool: Pgpool) -> None:
+    with pcp.PcpClient("127.0.0.1", pool.pcp_port) as client:
+        client.login("pcpadmin", "pc:pw\\x")
+        with pytest.raises(pcp.PcpError, match="failover is disallowed on the node"):
+            client.detach(1)
+    with pcp.PcpClient("127.0.0.1", pool.pcp_port) as client:
+        client.login("pcpadmin", "pc:pw\\x")
+        assert client.node_info(1).status in (1, 2)  # still up: detach is no proof of anything
+        client.attach(1)  # allowed with DISALLOW_TO_FAILOVER
+        assert client.node_info(1).status in (1, 2)

@@ -1,4 +1,5 @@
-"""A native client for pgpool's PCP protocol: login, reload, pool status, node count and info.
+"""A native client for pgpool's PCP protocol: login, reload, pool status, node info, detach
+and attach.
 
 Each message is one type byte and a 4-byte big-endian length that counts itself and the payload
 (src/libs/pcp/pcp.c). Login: ``M`` → salt (``m``); ``R`` with ``user\\0`` +
@@ -180,6 +181,23 @@ class PcpClient:
             weight=float(f[6]) / _RAND_MAX,
             role=_ROLES.get(int(f[7]), f[7]),
         )
+
+    def detach(self, node_id: int) -> None:
+        """Ask pgpool to detach a node (``D``, what ``pcp_detach_node`` sends). For a
+        DISALLOW_TO_FAILOVER node pgpool cancels it with an ERROR ("failover is disallowed on
+        the node"), which ``pcp_detach_node`` prints but exits 0 on; here it raises PcpError.
+        The detach itself runs later in pgpool's main process: read the node's status to know."""
+        self._send(b"D", str(node_id).encode() + b"\0")
+        self._command_complete(b"d", f"detach node {node_id}")
+
+    def attach(self, node_id: int) -> None:
+        """Attach a node (``C``, ``pcp_attach_node``); allowed with DISALLOW_TO_FAILOVER."""
+        self._send(b"C", str(node_id).encode() + b"\0")
+        self._command_complete(b"c", f"attach node {node_id}")
+
+    def _command_complete(self, kind: bytes, what: str) -> None:
+        if self._expect(kind).split(b"\0", 1)[0] != b"CommandComplete":
+            raise PcpError(f"PCP {what} failed")
 
 
 def _error_text(payload: bytes) -> str:
