@@ -9,7 +9,8 @@ import pytest
 
 from devcluster import PgCluster, Pgpool
 from pgpoolsync.pgpool import pcp
-from tests.pgpool_helpers import render_cli, write_secret
+from pgpoolsync.pgpool.actuator import PcpPgpool
+from tests.pgpool_helpers import render_cli, wait_until, write_secret
 
 pytestmark = pytest.mark.real
 
@@ -39,12 +40,15 @@ def test_login_reload_and_node_info(pool: Pgpool, cluster: PgCluster) -> None:
     ]
     assert all(n.host == "127.0.0.1" and n.status in (1, 2) for n in nodes)
     assert sum(n.weight for n in nodes) == pytest.approx(1.0)
-    assert "reload config files" in pool.log_tail(100)
+    # pgpool writes its log line after answering: wait for it rather than race it.
+    wait_until(lambda: "reload config files" in pool.log_tail(100), what="reload logged")
 
 
 def test_a_wrong_password_is_refused_without_echoing_it(pool: Pgpool) -> None:
     with pytest.raises(pcp.PcpError, match="authentication failed") as info:
-        pcp.reload_pgpool("127.0.0.1", pool.pcp_port, "pcpadmin", "wrong-secret")
+        PcpPgpool(host="127.0.0.1", user="pcpadmin", password="wrong-secret").reload(
+            {"pcp_port": str(pool.pcp_port)}
+        )
     assert "wrong-secret" not in str(info.value)
 
 
@@ -57,7 +61,9 @@ def test_an_unknown_node_is_a_clear_error(pool: Pgpool) -> None:
 
 def test_pgpool_down_is_a_pcp_error_not_a_hang(pool: Pgpool) -> None:
     with pytest.raises(pcp.PcpError, match="cannot connect"):
-        pcp.reload_pgpool("127.0.0.1", 1, "pcpadmin", "x", timeout=2)
+        PcpPgpool(host="127.0.0.1", user="pcpadmin", password="x", timeout=2).reload(
+            {"pcp_port": "1"}
+        )
 
 
 def test_pool_status_reports_what_pgpool_runs_with(pool: Pgpool) -> None:

@@ -49,15 +49,23 @@ def _run(
     return run.start()
 
 
+def _first_run(
+    pool: Pgpool, cluster: PgCluster, secrets: Path, runs: list[RunProcess], user: str, pw: str
+) -> RunProcess:
+    """A role and its Secret, `run` started, then pgpool on its files, first reload done."""
+    cluster.set_role(user, pw)
+    write_secret(secrets, user, user, pw)
+    run = _run(pool, cluster, secrets, runs)
+    pool.start()
+    run.wait_first_reload()
+    return run
+
+
 def test_a_sidecar_killed_between_write_and_reload_reloads_when_it_starts_again(
     setup: tuple[Pgpool, Path, list[RunProcess]], cluster: PgCluster
 ) -> None:
     pool, secrets, runs = setup
-    cluster.set_role("lost_alice", "alice-1")
-    write_secret(secrets, "alice", "lost_alice", "alice-1")
-    first = _run(pool, cluster, secrets, runs)
-    pool.start()
-    first.wait_first_reload()
+    first = _first_run(pool, cluster, secrets, runs, "lost_alice", "alice-1")
     # Every child (num_init_children = 4) opens pool_passwd when it starts: hold one session on
     # each, so that all of them have opened the old file before it is replaced.
     sessions = [pool.connect("lost_alice", "alice-1") for _ in range(4)]
@@ -67,7 +75,7 @@ def test_a_sidecar_killed_between_write_and_reload_reloads_when_it_starts_again(
 
     # The rotation is written exactly as `run` writes it, and then the sidecar "dies": no reload.
     cluster.set_role("lost_alice", "alice-2")
-    write_secret(secrets, "alice", "lost_alice", "alice-2")
+    write_secret(secrets, "lost_alice", "lost_alice", "alice-2")
     pcp = {"PGPOOL_PCP_USER": "pcpadmin", "PGPOOL_PCP_PASSWORD": "pcp:secret"}  # as RunProcess
     rendered = render_cli(pool, cluster, secrets=secrets, extra=["--tls", "off"], env=pcp)
     assert rendered.returncode == 0, rendered.stderr
@@ -82,11 +90,7 @@ def test_restart_required_follows_what_pgpool_runs_with_across_sidecar_and_pgpoo
     setup: tuple[Pgpool, Path, list[RunProcess]], cluster: PgCluster
 ) -> None:
     pool, secrets, runs = setup
-    cluster.set_role("rr_bob", "bob-1")
-    write_secret(secrets, "bob", "rr_bob", "bob-1")
-    first = _run(pool, cluster, secrets, runs)
-    pool.start()
-    first.wait_first_reload()
+    first = _first_run(pool, cluster, secrets, runs, "rr_bob", "bob-1")
     assert first.metric("pgpoolsync_restart_required") == 0
     first.stop()
 
@@ -113,11 +117,7 @@ def test_a_reloadable_value_pgpool_refuses_is_reported_unapplied_not_restart_req
     setup: tuple[Pgpool, Path, list[RunProcess]], cluster: PgCluster
 ) -> None:
     pool, secrets, runs = setup
-    cluster.set_role("rr_carol", "carol-1")
-    write_secret(secrets, "carol", "rr_carol", "carol-1")
-    first = _run(pool, cluster, secrets, runs)
-    pool.start()
-    first.wait_first_reload()
+    first = _first_run(pool, cluster, secrets, runs, "rr_carol", "carol-1")
     first.stop()
 
     # (c) recovery_timeout is reloadable; pgpool refuses -5 ("invalid value") and keeps 90.

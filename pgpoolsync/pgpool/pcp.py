@@ -209,10 +209,3 @@ def _error_text(payload: bytes) -> str:
     if "D" in fields:
         text += f" ({fields['D']})"
     return f"pgpool PCP error: {text}"
-
-
-def reload_pgpool(host: str, port: int, user: str, password: str, *, timeout: float = 5.0) -> None:
-    """Log in and reload pgpool's configuration (pool_passwd, pool_hba.conf, pgpool.conf)."""
-    with PcpClient(host, port, timeout=timeout) as client:
-        client.login(user, password)
-        client.reload()
