@@ -113,6 +113,7 @@ def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Met
         tls_secret=run.tls_secret,
         watch_timeout_seconds=run.watch_timeout_seconds,
         pod_name=run.pod_name,
+        topology=run.topology,
     )
     static = tuple(reconcile.static_backends(common))
     if not static and not config.primary_service:
@@ -168,6 +169,7 @@ def cmd_run(common: Common, run: RunSettings) -> int:
             pcp_port=run.pcp_port,
         ),
         restart=signal_restart(run.pgpool_pid_file) if run.restart_policy == "signal" else None,
+        settle_seconds=run.node_settle_seconds,
     )
     loop = reconcile.Loop(
         snapshot=source.snapshot,
@@ -187,7 +189,7 @@ def cmd_run(common: Common, run: RunSettings) -> int:
             return EXIT_OK if loop.ready.is_set() else EXIT_INPUT
         host, port = metrics.parse_listen(run.listen)
         server = metrics.serve(
-            registry=registry, healthy=source.healthy, ready=loop.ready.is_set, host=host, port=port
+            registry=registry, healthy=source.healthy, ready=loop.is_ready, host=host, port=port
         )
         log.info("serving /metrics /healthz /readyz on %s:%d", host, server.server_address[1])
         stop = threading.Event()

@@ -91,6 +91,10 @@ class Loop:
         self._backoff = 0.0
         self._frozen = False
 
+    def is_ready(self) -> bool:
+        """The files are on disk, and pgpool did not refuse the node state last asked of it."""
+        return self.ready.is_set() and self.actuator.node_error is None
+
     @property
     def pending_reload(self) -> bool:
         return self.actuator.reload_owed
@@ -115,7 +119,7 @@ class Loop:
         except OSError as exc:
             self.reporter.write_failed(self._where, exc)
             return self.resync_seconds
-        if applied.owes_reload:
+        if applied.owes_retry:
             self._backoff = min(self._backoff_max, max(0.2, self._backoff * 2))
         else:
             self._backoff = 0.0
@@ -133,11 +137,16 @@ class Loop:
             gc.collect()
             gc.freeze()
             self._frozen = True
-        if applied.owes_reload:
+        if applied.owes_retry:
             return self._backoff
+        due = self.resync_seconds
         if self.actuator.restart_needed or (not applied.verified and applied.reloaded):
-            return min(self._recheck, self.resync_seconds)
-        return self.resync_seconds
+            due = min(self._recheck, due)
+        if state.nodes and applied.nodes is None:  # pgpool did not say what its nodes are
+            due = min(self._recheck, due)
+        if applied.nodes is not None and applied.nodes.wait is not None:
+            due = min(applied.nodes.wait, due)
+        return due
 
     def run(self, stop: threading.Event) -> None:
         """First apply at once, then on every change, resync tick, or retry."""

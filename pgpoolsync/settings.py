@@ -316,6 +316,22 @@ def add_run_flags(p: _EnvParser) -> None:
         default="never",
         choices=["never", "signal"],
     )
+    p.add(
+        "--topology",
+        help="with --kube: mirror the Services' ready endpoints into pgpool's node status "
+        "(detach a node whose Service has no ready endpoint, attach it when it has one, "
+        "recycle the primary's node on a switchover), or off. The directory source has no "
+        "endpoints: topology needs --kube",
+        default="mirror",
+        choices=["mirror", "off"],
+    )
+    p.add(
+        "--node-settle-seconds",
+        help="attach a node only once its Service has been ready this long (a flapping "
+        "endpoint must not cause a storm of PCP commands)",
+        default="3",
+        type=_nonneg_int,
+    )
     p.add("--pgpool-pid-file", help="pgpool's pid file (default: pid_file_name of pgpool.conf)")
     p.add("--pod-name", help="this pod's name, for Events (default: $POD_NAME)")
     p.add(
@@ -347,6 +363,8 @@ class RunSettings:
     pgpool_pid_file: str | None
     pod_name: str | None
     tls_secret: str | None = None
+    topology: bool = True
+    node_settle_seconds: int = 3
 
 
 def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
@@ -376,6 +394,8 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
         pgpool_pid_file=ns.pgpool_pid_file or None,
         pod_name=ns.pod_name or environ.get("POD_NAME") or None,
         tls_secret=ns.tls_secret or None,
+        topology=ns.topology == "mirror",
+        node_settle_seconds=int(ns.node_settle_seconds),
     )
 
 

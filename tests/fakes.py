@@ -31,6 +31,9 @@ class FakePgpool:
         self.refuse: set[str] = set()
         self.down = 0  # this many calls fail as if pgpool were not listening
         self.cert: bytes | None = None
+        self.status: dict[int, int] = {0: 2, 1: 2}  # node id → pgpool's status (3 = down)
+        self.commands: list[tuple[str, int]] = []
+        self.refuse_commands = 0  # this many node commands fail as pgpool's errors would
 
     def _maybe_down(self) -> None:
         if self.down:
@@ -56,6 +59,31 @@ class FakePgpool:
 
     def served_certificate(self, params: Mapping[str, str]) -> bytes | None:
         return self.cert
+
+    def node_status(self, params: Mapping[str, str]) -> dict[int, int]:
+        self._maybe_down()
+        return dict(self.status)
+
+    def detach(self, params: Mapping[str, str], node_id: int) -> None:
+        self._command("detach", node_id)
+        flag = (self.running or {}).get(f"backend_flag{node_id}", "")
+        if "DISALLOW_TO_FAILOVER" in flag.split("|"):
+            # pgpool cancels it (src/main/pool_internal_comms.c) and says so in its reply.
+            raise PcpError("failover is disallowed on the node")
+        self.status[node_id] = 3
+
+    def attach(self, params: Mapping[str, str], node_id: int) -> None:
+        self._command("attach", node_id)
+        self.status[node_id] = 1
+
+    def _command(self, name: str, node_id: int) -> None:
+        self._maybe_down()
+        self.commands.append((name, node_id))
+        if self.refuse_commands:
+            self.refuse_commands -= 1
+            raise PcpError(f"{name} of node {node_id} refused")
+        if node_id not in self.status:
+            raise PcpError("invalid node ID")
 
 
 def make_loop(

@@ -37,6 +37,11 @@ DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
     ("connection_cache", "on"),
     ("load_balance_mode", "on"),
     ("failover_on_backend_error", "off"),
+    # pgpool's own failover stays off: the operator decides, pgpoolsync mirrors (topology.py).
+    # connect_timeout bounds only pgpool's non-retrying connects (health and streaming checks);
+    # a session's connect to a backend whose packets are dropped retries until the kernel
+    # gives up (~2 min): detaching the node is what bounds that (docs/pgpool-facts.md).
+    ("connect_timeout", "3000"),
     ("sr_check_period", "0"),
     ("health_check_period", "0"),
     ("enable_pool_hba", "on"),
@@ -109,6 +114,22 @@ class Backend:
     port: int
     flag: str
     weight: int = 1
+    # The Service's ready endpoint addresses (sorted); None when not observed (static flags).
+    ready: tuple[str, ...] | None = None
+    source: Origin | None = None  # the Service
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """Where a backend node should be: in rotation when its Service has a ready endpoint."""
+
+    node_id: int
+    ready: tuple[str, ...]  # the Service's ready endpoint addresses, sorted
+    source: Origin  # the Service
+
+    @property
+    def up(self) -> bool:
+        return bool(self.ready)
 
 
 @dataclass(frozen=True)
@@ -128,6 +149,7 @@ class DesiredState:
     hba_rules: tuple[str, ...]
     pcp_users: tuple[Credential, ...]
     tls: TlsMaterial | None = None
+    nodes: tuple[NodeTarget, ...] = ()  # topology to mirror (empty: backends are static)
 
 
 @dataclass(frozen=True)
@@ -248,15 +270,21 @@ def service_host(service: Mapping[str, Any], *, address: str) -> str | None:
     return f"{meta.get('name')}.{meta.get('namespace')}.svc"
 
 
-def ready_endpoints(slices: Iterable[Mapping[str, Any]]) -> int:
-    """Ready endpoints across a Service's EndpointSlices (each address counted once)."""
+def ready_addresses(slices: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The ready endpoint addresses across a Service's EndpointSlices, sorted, each once. An
+    endpoint without a ``ready`` condition counts as ready (the API's documented default)."""
     seen: set[str] = set()
     for s in slices:
         for ep in s.get("endpoints") or []:
             ready = (ep.get("conditions") or {}).get("ready")
             if ready is None or ready:
-                seen.update(ep.get("addresses") or [])
-    return len(seen)
+                seen.update(str(a) for a in ep.get("addresses") or [])
+    return tuple(sorted(seen))
+
+
+def ready_endpoints(slices: Iterable[Mapping[str, Any]]) -> int:
+    """Ready endpoints across a Service's EndpointSlices (each address counted once)."""
+    return len(ready_addresses(slices))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -481,6 +509,11 @@ def build(inputs: Inputs) -> Outcome:
         hba_rules=tuple(rules),
         pcp_users=tuple(pcp_users),
         tls=inputs.tls,
+        nodes=tuple(
+            NodeTarget(i, b.ready, b.source or Origin("backend", str(i)))
+            for i, b in enumerate(inputs.backends)
+            if b.ready is not None
+        ),
     )
     return Outcome(state, tuple(problems))
 

@@ -5,7 +5,13 @@ over PCP when anything was written or a reload is still owed, and then asks pgpo
 with (PCP pool status; the TLS certificate its client port serves) to tell apart what took
 effect, what needs a restart, and what a reload did not apply. The first pass after a start owes
 a reload: the files on disk may be newer than what pgpool loaded (a sidecar killed between write
-and reload), so nothing is assumed. Knows nothing about Kubernetes.
+and reload), so nothing is assumed.
+
+When the state carries node targets (the Services' ready endpoints), it then brings pgpool's node
+status in step (core/topology.py plans; this module runs the PCP commands and checks each took
+effect). A detach is sent with that node's flag at ALLOW_TO_FAILOVER in the files pgpool has
+reloaded, and the flag is put back right after, whatever happened. Knows nothing about
+Kubernetes.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from pgpoolsync.core import render, tls
+from pgpoolsync.core import render, tls, topology
 from pgpoolsync.core.changes import drift
 from pgpoolsync.core.model import DesiredState
+from pgpoolsync.core.topology import NodeAction
 from pgpoolsync.pgpool import pcp, probe, writer
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,12 @@ class Pgpool(Protocol):
     def running_params(self, params: Mapping[str, str]) -> dict[str, str]: ...
 
     def served_certificate(self, params: Mapping[str, str]) -> bytes | None: ...
+
+    def node_status(self, params: Mapping[str, str]) -> dict[int, int]: ...
+
+    def detach(self, params: Mapping[str, str], node_id: int) -> None: ...
+
+    def attach(self, params: Mapping[str, str], node_id: int) -> None: ...
 
 
 class PcpPgpool:
@@ -88,6 +101,19 @@ class PcpPgpool:
             self.host, int(params.get("port", "9999")), timeout=self.timeout
         )
 
+    def node_status(self, params: Mapping[str, str]) -> dict[int, int]:
+        with self._client(params) as client:
+            return {i: client.node_info(i).status for i in range(client.node_count())}
+
+    # One connection per node command: a detach of the primary restarts pgpool's PCP process.
+    def detach(self, params: Mapping[str, str], node_id: int) -> None:
+        with self._client(params) as client:
+            client.detach(node_id)
+
+    def attach(self, params: Mapping[str, str], node_id: int) -> None:
+        with self._client(params) as client:
+            client.attach(node_id)
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -100,10 +126,30 @@ class Applied:
     restart: tuple[str, ...] = ()  # what pgpool runs differently until it restarts
     unapplied: tuple[str, ...] = ()  # reloadable values pgpool is not running with
     restarted: bool = False  # the restart policy restarted pgpool in this pass
+    nodes: NodeOutcome | None = None  # None: no node targets, or pgpool not reachable
 
     @property
     def owes_reload(self) -> bool:
         return self.reload_error is not None or bool(self.unapplied)
+
+    @property
+    def owes_retry(self) -> bool:
+        return self.owes_reload or (self.nodes is not None and self.nodes.error is not None)
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """What one pass did to pgpool's node status."""
+
+    done: tuple[NodeAction, ...] = ()  # commands that took effect
+    error: str | None = None  # a command pgpool refused or that did not take effect
+    failed: NodeAction | None = None
+    status: tuple[tuple[int, int], ...] = ()  # pgpool's node status after the pass
+    wait: float | None = None  # seconds until a held-back command is due
+
+
+class NodeCommandError(Exception):
+    pass
 
 
 class Actuator:
@@ -117,6 +163,9 @@ class Actuator:
         restart: Callable[[Mapping[str, str]], bool] | None = None,
         verify_seconds: float = 2.0,
         recheck_seconds: float = 60.0,
+        settle_seconds: float = 3.0,
+        node_interval: float = 1.0,
+        node_verify_seconds: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -127,6 +176,11 @@ class Actuator:
         self._restart = restart
         self._verify_seconds = verify_seconds
         self._recheck_seconds = recheck_seconds
+        self._settle = settle_seconds
+        self._node_interval = node_interval
+        self._node_verify = node_verify_seconds
+        self._memory: dict[int, topology.NodeMemory] = {}
+        self.node_error: str | None = None
         self._sleep = sleep
         self._clock = clock
         self.reload_owed = True  # the first pass assumes nothing about what pgpool loaded
@@ -135,7 +189,15 @@ class Actuator:
         self.restart_needed: tuple[str, ...] = ()
 
     def apply(self, state: DesiredState) -> Applied:
-        """Write, reload if owed, verify. Raises OSError when the files cannot be written."""
+        """Write, reload if owed, verify; then bring pgpool's node status in step. Raises
+        OSError when the files cannot be written."""
+        applied = self._apply_config(state)
+        if not state.nodes or applied.reload_error is not None:
+            return applied
+        nodes = self._apply_nodes(state)
+        return applied if nodes is None else replace(applied, nodes=nodes)
+
+    def _apply_config(self, state: DesiredState) -> Applied:
         changed = tuple(
             write_state(
                 state,
@@ -178,6 +240,136 @@ class Actuator:
             unapplied=unapplied,
             restarted=restarted,
         )
+
+    # -- node status --------------------------------------------------------------------
+    def _apply_nodes(self, state: DesiredState) -> NodeOutcome | None:
+        """Plan and run the node commands due now; None when pgpool cannot be asked."""
+        params = dict(state.params)
+        now = self._clock()
+        self._memory = topology.observe(self._memory, state.nodes, now=now)
+        try:
+            status = self._pgpool.node_status(params)
+        except (pcp.PcpError, OSError) as exc:
+            log.debug("could not ask pgpool for its node status: %s", exc)
+            return None
+        plan = topology.plan(
+            state.nodes,
+            status,
+            self._memory,
+            now=now,
+            settle=self._settle,
+            min_interval=self._node_interval,
+        )
+        done: list[NodeAction] = []
+        error: str | None = None
+        failed: NodeAction | None = None
+        if plan.actions:
+            for a in plan.actions:
+                self._memory[a.node_id] = replace(
+                    self._memory.get(a.node_id, topology.NodeMemory()), last_command=now
+                )
+            try:
+                self._run(state, params, plan.actions, done)
+            except (pcp.PcpError, OSError, NodeCommandError) as exc:
+                error = str(exc)
+                failed = next((a for a in plan.actions if a not in done), None)
+            try:
+                status = self._pgpool.node_status(params)
+            except (pcp.PcpError, OSError) as exc:
+                error = error or f"cannot read node status after the node commands: {exc}"
+        held = [*plan.held, *(a.node_id for a in plan.actions if a not in done)]
+        self._memory = topology.in_step(self._memory, state.nodes, status, held)
+        self.node_error = error
+        wait = plan.wait
+        if error is not None:
+            wait = self._node_interval if wait is None else min(wait, self._node_interval)
+        return NodeOutcome(
+            done=tuple(done),
+            error=error,
+            failed=failed,
+            status=tuple(sorted(status.items())),
+            wait=wait,
+        )
+
+    def _run(
+        self,
+        state: DesiredState,
+        params: Mapping[str, str],
+        actions: tuple[NodeAction, ...],
+        done: list[NodeAction],
+    ) -> None:
+        detaching = [a for a in actions if a.action in (topology.DETACH, topology.RECYCLE)]
+        for a in actions:
+            if a.action == topology.ATTACH:
+                self._attach(params, a.node_id)
+                done.append(a)
+        if not detaching:
+            return
+        ids = [a.node_id for a in detaching]
+        self._write(topology.allow_failover(state, ids))
+        try:
+            self._pgpool.reload(params)
+            self._wait(
+                lambda: topology.failover_allowed(self._pgpool.running_params(params), ids),
+                self._verify_seconds,
+                f"pgpool did not take ALLOW_TO_FAILOVER for node {ids} on reload",
+            )
+            for a in detaching:
+                self._pgpool.detach(params, a.node_id)
+                self._wait(
+                    self._status_is(params, a.node_id, down=True),
+                    self._node_verify,
+                    f"node {a.node_id} not down {self._node_verify:.0f}s after the detach",
+                )
+                if a.action == topology.RECYCLE:
+                    self._attach(params, a.node_id)
+                done.append(a)
+        finally:
+            self._write(state)  # DISALLOW_TO_FAILOVER again, whatever happened
+            try:
+                self._pgpool.reload(params)
+                self._wait(
+                    lambda: topology.failover_allowed(
+                        self._pgpool.running_params(params), ids, allowed=False
+                    ),
+                    self._verify_seconds,
+                    f"pgpool still runs with ALLOW_TO_FAILOVER for node {ids} after the reload",
+                )
+            except (pcp.PcpError, OSError, NodeCommandError) as exc:
+                log.warning("putting DISALLOW_TO_FAILOVER back: %s; retrying", exc)
+                self.reload_owed = True
+
+    def _attach(self, params: Mapping[str, str], node_id: int) -> None:
+        self._pgpool.attach(params, node_id)
+        self._wait(
+            self._status_is(params, node_id, down=False),
+            self._node_verify,
+            f"node {node_id} still down {self._node_verify:.0f}s after the attach",
+        )
+
+    def _status_is(
+        self, params: Mapping[str, str], node_id: int, *, down: bool
+    ) -> Callable[[], bool]:
+        def check() -> bool:
+            status = self._pgpool.node_status(params).get(node_id, topology.DOWN)
+            return (status == topology.DOWN) == down
+
+        return check
+
+    def _write(self, state: DesiredState) -> None:
+        write_state(
+            state,
+            config_dir=self._config_dir,
+            pool_key_file=self._key_file,
+            pool_key_seed=self._key_seed,
+        )
+
+    def _wait(self, check: Callable[[], bool], seconds: float, what: str) -> None:
+        deadline = self._clock() + seconds
+        while not check():
+            if self._clock() >= deadline:
+                raise NodeCommandError(what)
+            self._sleep(0.05)
 
     def _verify(
         self, state: DesiredState, params: Mapping[str, str], *, wait: bool

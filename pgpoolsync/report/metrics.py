@@ -87,6 +87,24 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=registry,
         )
+        self.backend_up = Gauge(
+            "pgpoolsync_backend_up",
+            "Desired node state: 1 when the node's Service has a ready endpoint",
+            ["node_id"],
+            registry=registry,
+        )
+        self.pgpool_node_up = Gauge(
+            "pgpoolsync_pgpool_node_up",
+            "pgpool's node status as PCP reports it: 1 up or waiting, 0 down",
+            ["node_id"],
+            registry=registry,
+        )
+        self.node_commands = Counter(
+            "pgpoolsync_node_commands",
+            "PCP node commands (detach, attach, recycle) by result",
+            ["node_id", "command", "result"],
+            registry=registry,
+        )
         for result in ("success", "error", "unchanged"):
             self.applies.labels(result)
         for result in ("success", "error"):

@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from pgpoolsync.core import topology
 from pgpoolsync.core.changes import describe_change
 from pgpoolsync.core.model import DesiredState, Origin, Problem
-from pgpoolsync.pgpool.actuator import Applied
+from pgpoolsync.pgpool.actuator import Applied, NodeOutcome
 from pgpoolsync.report.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,16 @@ class AsyncEvents:
 
 
 _PGPOOL = Origin("pgpool")
+_DONE = {
+    topology.DETACH: "detached",
+    topology.ATTACH: "attached",
+    topology.RECYCLE: "recycled (detached and attached)",
+}
+_REASONS = {
+    topology.DETACH: "NodeDetached",
+    topology.ATTACH: "NodeAttached",
+    topology.RECYCLE: "NodeRecycled",
+}
 _PGPOOL_CONF = Origin("file", "pgpool.conf")
 
 
@@ -79,6 +90,7 @@ class Reporter:
         self._reported: set[Problem] = set()
         self._restart: tuple[str, ...] = ()
         self._unapplied: tuple[str, ...] = ()
+        self._node_error: str | None = None
 
     def event(self, problem: Problem, reason: str) -> None:
         self._events(problem, reason)
@@ -140,6 +152,45 @@ class Reporter:
             self._drift(applied)
         if not applied.owes_reload:
             m.last_success.set(self._wall())
+        for node in new.nodes:
+            m.backend_up.labels(str(node.node_id)).set(1 if node.up else 0)
+        if applied.nodes is not None:
+            self._nodes(applied.nodes, retry_in=retry_in)
+
+    def _nodes(self, outcome: NodeOutcome, *, retry_in: float) -> None:
+        m = self.metrics
+        for node_id, status in outcome.status:
+            m.pgpool_node_up.labels(str(node_id)).set(0 if status == topology.DOWN else 1)
+        for action in outcome.done:
+            m.node_commands.labels(str(action.node_id), action.action, "success").inc()
+            log.info(
+                "%s node %d: %s (%s)",
+                _DONE[action.action],
+                action.node_id,
+                action.reason,
+                action.source,
+            )
+            self._events(
+                Problem(
+                    action.source,
+                    f"pgpool node {action.node_id} {_DONE[action.action]}: {action.reason}",
+                ),
+                _REASONS[action.action],
+            )
+        if outcome.error is not None:
+            failed = outcome.failed
+            if failed is not None:
+                m.node_commands.labels(str(failed.node_id), failed.action, "error").inc()
+            what = f"{failed.action} of node {failed.node_id}" if failed else "node command"
+            log.warning("%s failed: %s; retrying in %.1fs", what, outcome.error, retry_in)
+            if outcome.error != self._node_error:
+                self._events(
+                    Problem(
+                        failed.source if failed else _PGPOOL, f"{what} failed: {outcome.error}"
+                    ),
+                    "NodeCommandFailed",
+                )
+        self._node_error = outcome.error
 
     def _drift(self, applied: Applied) -> None:
         if applied.restart and applied.restart != self._restart:

@@ -51,6 +51,7 @@ class KubeNames:
     primary_service: str
     replica_service: str | None
     service_address: str  # "dns" | "cluster-ip"
+    topology: bool = True  # mirror the Services' ready endpoints into pgpool's node status
 
 
 def kube_snapshot(
@@ -60,6 +61,7 @@ def kube_snapshot(
     secrets: Callable[[], list[dict[str, Any]]],
     services: Callable[[], list[dict[str, Any]]],
     slices: Callable[[], list[dict[str, Any]]],
+    primary_slices: Callable[[], list[dict[str, Any]]] = list,
     secret_data: Callable[[Mapping[str, Any]], dict[str, bytes]],
     static_backends: Sequence[model.Backend] = (),
 ) -> Callable[[], Snapshot]:
@@ -109,16 +111,30 @@ def kube_snapshot(
                     )
                 )
             else:
-                backends = [model.Backend(host, model.service_port(primary), model.PRIMARY_FLAG)]
+                origin = model.service_origin(ns, names.primary_service)
+                backends = [
+                    model.Backend(
+                        host,
+                        model.service_port(primary),
+                        model.PRIMARY_FLAG,
+                        ready=model.ready_addresses(primary_slices()) if names.topology else None,
+                        source=origin,
+                    )
+                ]
                 replica = by_name.get(names.replica_service) if names.replica_service else None
                 rhost = (
                     model.service_host(replica, address=names.service_address) if replica else None
                 )
                 if replica is not None and rhost is not None:
-                    weight = model.ready_endpoints(slices())
+                    ready = model.ready_addresses(slices())
                     backends.append(
                         model.Backend(
-                            rhost, model.service_port(replica), model.REPLICA_FLAG, weight=weight
+                            rhost,
+                            model.service_port(replica),
+                            model.REPLICA_FLAG,
+                            weight=len(ready),
+                            ready=ready if names.topology else None,
+                            source=model.service_origin(ns, names.replica_service or ""),
                         )
                     )
         return Snapshot(

@@ -22,6 +22,8 @@ from pgpoolsync.sources.convert import KeyConfig, KubeNames, TlsResult, kube_sna
 log = logging.getLogger(__name__)
 
 _EVENT_KINDS = {"secret": "Secret", "service": "Service"}
+# Events about things going as they should are Normal; every other reason is a Warning.
+_NORMAL_REASONS = frozenset({"NodeAttached", "NodeRecycled"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class KubeConfig:
     tls_secret: str | None
     watch_timeout_seconds: int
     pod_name: str | None
+    topology: bool = True
 
 
 def resolve(
@@ -51,6 +54,7 @@ def resolve(
     tls_secret: str | None,
     watch_timeout_seconds: int,
     pod_name: str | None,
+    topology: bool = True,
 ) -> KubeConfig:
     """Explicit flags over the preset's conventions; the namespace defaults to the pod's."""
     return KubeConfig(
@@ -63,6 +67,7 @@ def resolve(
         tls_secret=tls_secret,
         watch_timeout_seconds=watch_timeout_seconds,
         pod_name=pod_name,
+        topology=topology,
     )
 
 
@@ -98,19 +103,16 @@ class KubeSource:
                 )
             )
         self.watchers = list(self._secret_watchers)
-        services = slices = None
+        services = slices = primary_slices = None
         if not static_backends:
             services = self._watcher(kube.Collection("services", ns))
             self.watchers.append(services)
             if config.replica_service:
-                slices = self._watcher(
-                    kube.Collection(
-                        "endpointslices",
-                        ns,
-                        label_selector=f"kubernetes.io/service-name={config.replica_service}",
-                    )
-                )
+                slices = self._slices(config.replica_service)
                 self.watchers.append(slices)
+            if config.topology and config.primary_service:
+                primary_slices = self._slices(config.primary_service)
+                self.watchers.append(primary_slices)
         self._tls_watcher: kube.Watcher | None = None
         if config.tls_secret:
             self._tls_watcher = self._watcher(
@@ -121,12 +123,17 @@ class KubeSource:
         self._recorder = kube.EventRecorder(self._api, namespace=ns, pod_name=config.pod_name)
         self._credentials = kube_snapshot(
             names=KubeNames(
-                ns, config.primary_service or "", config.replica_service, config.service_address
+                ns,
+                config.primary_service or "",
+                config.replica_service,
+                config.service_address,
+                topology=config.topology,
             ),
             keys=keys,
             secrets=self._all_secrets,
             services=services.snapshot if services else list,
             slices=slices.snapshot if slices else list,
+            primary_slices=primary_slices.snapshot if primary_slices else list,
             secret_data=kube.secret_data,
             static_backends=static_backends,
         )
@@ -142,6 +149,15 @@ class KubeSource:
             notify=lambda: self._notify(),  # noqa: PLW0108 - bound at start()
             on_restart=lambda kind, reason: self._metrics.watch_restarts.labels(kind, reason).inc(),
             timeout_seconds=self.config.watch_timeout_seconds,
+        )
+
+    def _slices(self, service: str) -> kube.Watcher:
+        return self._watcher(
+            kube.Collection(
+                "endpointslices",
+                self.config.namespace,
+                label_selector=f"kubernetes.io/service-name={service}",
+            )
         )
 
     def _all_secrets(self) -> list[dict[str, Any]]:
@@ -192,11 +208,16 @@ class KubeSource:
 
     def post_event(self, problem: model.Problem, reason: str) -> None:
         kind = _EVENT_KINDS.get(problem.source.kind)
+        warning = reason not in _NORMAL_REASONS
         if kind is not None and problem.source.name:
             self._recorder.event(
-                reason=reason, message=str(problem), kind=kind, name=problem.source.name
+                reason=reason,
+                message=str(problem),
+                kind=kind,
+                name=problem.source.name,
+                warning=warning,
             )
-        self._recorder.event(reason=reason, message=str(problem))
+        self._recorder.event(reason=reason, message=str(problem), warning=warning)
 
     def stop(self) -> None:
         for w in self.watchers:

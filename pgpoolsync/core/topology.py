@@ -1,0 +1,164 @@
+"""Which pgpool backend nodes should be in rotation, and what to do to get there. Pure.
+
+The operator owns failover; pgpool's own failover stays off (every node is flagged
+DISALLOW_TO_FAILOVER, health checks and failover on error are off). The Services' ready
+endpoints say what pgpool should use: a node whose Service has no ready endpoint goes out of
+rotation (PCP detach), back in when it has one again (attach), and a node whose Service's ready
+endpoint moved to another address (a switchover: the primary Service now leads to the new
+primary) is detached and attached again so that pgpool's children drop the connections they
+cached to the old target.
+
+pgpool cancels a detach for a node flagged DISALLOW_TO_FAILOVER, whoever sends it, and
+``backend_flag`` is reloadable: a detach is done with that node's flag switched to
+ALLOW_TO_FAILOVER for the moment of the command (``allow_failover``), then switched back.
+
+``plan`` turns targets, pgpool's node status and what was last applied into actions, holding
+back an attach until the endpoint has been ready for ``settle`` seconds and any command on a
+node until ``min_interval`` has passed since the last one (a flapping endpoint never causes a
+storm of PCP commands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from pgpoolsync.core.model import DesiredState, NodeTarget, Origin
+
+DOWN = 3  # pgpool's node status: 0 initialising, 1 up (no connection yet), 2 up, 3 down
+DETACH = "detach"
+ATTACH = "attach"
+RECYCLE = "recycle"  # detach, then attach: drop what pgpool cached to the old target
+
+
+@dataclass(frozen=True)
+class NodeMemory:
+    """What the actuator knows of a node from earlier passes."""
+
+    applied: tuple[str, ...] | None = None  # ready addresses pgpool was last in step with
+    ready_since: float | None = None  # when the Service was first seen ready, this spell
+    last_command: float | None = None
+
+
+@dataclass(frozen=True)
+class NodeAction:
+    node_id: int
+    action: str  # DETACH | ATTACH | RECYCLE
+    reason: str
+    source: Origin
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[NodeAction, ...] = ()
+    wait: float | None = None  # seconds until a held-back action is due
+    held: tuple[int, ...] = ()  # nodes with an action held back
+
+
+def observe(
+    memory: Mapping[int, NodeMemory], targets: Sequence[NodeTarget], *, now: float
+) -> dict[int, NodeMemory]:
+    """Memory updated with this pass's view of the Services (when each became ready)."""
+    out = dict(memory)
+    for t in targets:
+        m = out.get(t.node_id, NodeMemory())
+        if t.up and m.ready_since is None:
+            m = replace(m, ready_since=now)
+        elif not t.up and m.ready_since is not None:
+            m = replace(m, ready_since=None)
+        out[t.node_id] = m
+    return out
+
+
+def _moved(applied: tuple[str, ...] | None, ready: tuple[str, ...]) -> bool:
+    """An address pgpool may hold connections to is no longer ready (new ones alone do not
+    count: a replica added behind the Service invalidates nothing)."""
+    return applied is not None and bool(applied) and bool(set(applied) - set(ready))
+
+
+def plan(
+    targets: Sequence[NodeTarget],
+    status: Mapping[int, int],
+    memory: Mapping[int, NodeMemory],
+    *,
+    now: float,
+    settle: float,
+    min_interval: float,
+) -> Plan:
+    """The node commands due now. ``status``: pgpool's node status by node id (a node pgpool
+    does not have is left alone)."""
+    actions: list[NodeAction] = []
+    waits: list[float] = []
+    held: list[int] = []
+    for t in targets:
+        if t.node_id not in status:
+            continue
+        m = memory.get(t.node_id, NodeMemory())
+        down = status[t.node_id] == DOWN
+        action: NodeAction | None = None
+        due = now
+        if not t.up:
+            if not down:
+                action = NodeAction(t.node_id, DETACH, "Service has no ready endpoint", t.source)
+        elif down:
+            action = NodeAction(
+                t.node_id, ATTACH, f"Service has a ready endpoint ({', '.join(t.ready)})", t.source
+            )
+            due = (m.ready_since if m.ready_since is not None else now) + settle
+        elif _moved(m.applied, t.ready):
+            gone = ", ".join(sorted(set(m.applied or ()) - set(t.ready)))
+            action = NodeAction(
+                t.node_id,
+                RECYCLE,
+                f"Service's ready endpoint moved from {gone} to {', '.join(t.ready)}",
+                t.source,
+            )
+        if action is None:
+            continue
+        if m.last_command is not None:
+            due = max(due, m.last_command + min_interval)
+        if due <= now:
+            actions.append(action)
+        else:
+            waits.append(due - now)
+            held.append(t.node_id)
+    return Plan(tuple(actions), min(waits) if waits else None, tuple(held))
+
+
+def in_step(
+    memory: Mapping[int, NodeMemory],
+    targets: Sequence[NodeTarget],
+    status: Mapping[int, int],
+    held: Sequence[int],
+) -> dict[int, NodeMemory]:
+    """Record the ready addresses of every node pgpool is in step with (not held back)."""
+    out = dict(memory)
+    for t in targets:
+        if t.node_id in held or t.node_id not in status:
+            continue
+        if (status[t.node_id] == DOWN) != t.up:  # down when it should be, up when it should be
+            out[t.node_id] = replace(out.get(t.node_id, NodeMemory()), applied=t.ready)
+    return out
+
+
+def allow_failover(state: DesiredState, node_ids: Sequence[int]) -> DesiredState:
+    """The state with ``backend_flagN`` of these nodes saying ALLOW_TO_FAILOVER (pgpool then
+    accepts a detach for them); every other value unchanged."""
+    names = {f"backend_flag{i}" for i in node_ids}
+    params = []
+    for name, value in state.params:
+        if name in names:
+            flags = [f for f in value.split("|") if f and f != "DISALLOW_TO_FAILOVER"]
+            params.append((name, "|".join([*flags, "ALLOW_TO_FAILOVER"])))
+        else:
+            params.append((name, value))
+    return replace(state, params=tuple(params))
+
+
+def failover_allowed(
+    running: Mapping[str, str], node_ids: Sequence[int], *, allowed: bool = True
+) -> bool:
+    """pgpool (its PCP pool status) runs with ALLOW_TO_FAILOVER (or, ``allowed=False``, with
+    DISALLOW_TO_FAILOVER) for every one of these nodes."""
+    want = "ALLOW_TO_FAILOVER" if allowed else "DISALLOW_TO_FAILOVER"
+    return all(want in running.get(f"backend_flag{i}", "").split("|") for i in node_ids)
