@@ -226,6 +226,39 @@ class PgCluster:
             ]
         )
 
+    def switchover(self) -> None:
+        """What an operator does in a switchover: stop the primary, promote the replica, rebuild
+        the old primary as the new primary's streaming standby and start it. ``primary`` and
+        ``replica`` swap; each keeps its port."""
+        old, new = self.primary, self.replica
+        ctl = str(self.bindir / "pg_ctl")
+        self._run([ctl, "-D", str(old.datadir), "-m", "fast", "-w", "stop"])
+        self._run([ctl, "-D", str(new.datadir), "-w", "promote"])
+        shutil.rmtree(old.datadir)
+        self._run(
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-h",
+                str(new.sockdir),
+                "-p",
+                str(new.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(old.datadir),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ]
+        )
+        with (old.datadir / "postgresql.conf").open("a") as f:
+            f.write(f"\nport = {old.port}\n")
+        self._start_node(old)
+        self.primary, self.replica = new, old
+        self.wait_streaming()
+
     def stop(self) -> None:
         for node in (self.replica, self.primary):
             if (node.datadir / "postmaster.pid").exists():

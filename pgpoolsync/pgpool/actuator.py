@@ -306,9 +306,10 @@ class Actuator:
         if not detaching:
             return
         ids = [a.node_id for a in detaching]
-        self._write(topology.allow_failover(state, ids))
+        allow = topology.allow_failover(state, ids)
+        self._write(allow)
         try:
-            self._pgpool.reload(params)
+            self._pgpool.reload(dict(allow.params))  # pgpool reads the files; a fake, these
             self._wait(
                 lambda: topology.failover_allowed(self._pgpool.running_params(params), ids),
                 self._verify_seconds,

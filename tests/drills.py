@@ -1,0 +1,316 @@
+"""Topology drills: a steady stream of new sessions through real pgpool while the cluster changes
+shape under it, with `pgpoolsync run --kube` (real client, API double) mirroring the Services.
+
+Each backend sits behind a kube-proxy-like forwarder (tests/forwarder.py) that the API double's
+Service points at. A drill changes the cluster (drops the replica's packets, switches over),
+updates the EndpointSlices as the operator and Kubernetes would, and records every session: when
+it started, how long it took, whether it worked. Shared by tests/test_topology_real.py and
+bench/failover.py; ``topology=False`` runs the same drill with pgpoolsync's topology handling
+off (the files alone, as pgpool2_on_k8s runs), the baseline that must fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from devcluster import PgCluster, Pgpool
+from tests import netfault
+from tests.forwarder import Forwarder
+from tests.kubeapi import KubeApiDouble, endpoint_slice, secret, service
+from tests.pgpool_helpers import RunProcess, wait_until
+
+USER, PASSWORD, DB = "drill_app", "drill-pw", "drill"  # not `postgres`: pgpool pools it never
+PRIMARY_POD, REPLICA_POD = "10.1.0.1", "10.1.0.2"  # the pods' addresses in the EndpointSlices
+
+
+@dataclass
+class Session:
+    start: float
+    end: float | None = None
+    ok: bool = False
+    error: str = ""
+    port: int | None = None  # the PostgreSQL port that served it
+
+    def took(self, now: float) -> float:
+        return (self.end if self.end is not None else now) - self.start
+
+
+class Stream:
+    """A new session every ``interval`` seconds, each in its own thread (a hung one does not
+    hold up the next)."""
+
+    def __init__(self, session: Callable[[], int], *, interval: float = 0.25) -> None:
+        self._session = session
+        self._interval = interval
+        self.sessions: list[Session] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stream", daemon=True)
+
+    def start(self) -> Stream:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            s = Session(time.monotonic())
+            self.sessions.append(s)
+            threading.Thread(target=self._one, args=(s,), daemon=True).start()
+            self._stop.wait(self._interval)
+
+    def _one(self, s: Session) -> None:
+        try:
+            s.port = self._session()
+            s.ok = True
+        except psycopg.Error as exc:
+            s.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        s.end = time.monotonic()
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    name: str
+    topology: bool
+    changed_at: float  # when the EndpointSlices were updated
+    sessions: tuple[Session, ...] = field(repr=False)
+    measured_at: float = 0.0
+    recovered_at: float | None = None  # replica drill: first read served by node 1 again
+    back_at: float | None = None
+
+    def bad(self, s: Session, *, limit: float = 3.0) -> bool:
+        return not s.ok or s.took(self.measured_at) > limit
+
+    def after(self, grace: float = 2.0) -> list[Session]:
+        """Sessions started more than ``grace`` seconds after the EndpointSlice change (and
+        before the replica came back, in the replica drill)."""
+        end = self.back_at if self.back_at is not None else float("inf")
+        return [s for s in self.sessions if self.changed_at + grace < s.start < end]
+
+    def failed_after(self, grace: float = 2.0) -> list[Session]:
+        return [s for s in self.after(grace) if self.bad(s)]
+
+    def failed_before(self, grace: float = 2.0) -> list[Session]:
+        return [s for s in self.sessions if s.start <= self.changed_at + grace and self.bad(s)]
+
+    def longest_stall(self) -> float:
+        return max((s.took(self.measured_at) for s in self.sessions), default=0.0)
+
+    def recovery(self) -> float | None:
+        """From the EndpointSlice change to the start of the first session after which every
+        session worked."""
+        bad = [s.start for s in self.sessions if s.start > self.changed_at and self.bad(s)]
+        after = self.after(0.0)
+        if not after:
+            return None
+        last_bad = max(bad, default=self.changed_at)
+        good = [s.start for s in after if s.start > last_bad]
+        return (min(good) - self.changed_at) if good else None
+
+    def summary(self) -> dict[str, Any]:
+        errors: dict[str, int] = {}
+        for s in self.sessions:
+            if self.bad(s):
+                key = s.error or "took over 3 s"
+                errors[key] = errors.get(key, 0) + 1
+        return {
+            "drill": self.name,
+            "topology": "mirror" if self.topology else "off (static files)",
+            "sessions": len(self.sessions),
+            "failed_after_2s": len(self.failed_after()),
+            "sessions_after_2s": len(self.after()),
+            "failed_before_2s": len(self.failed_before()),
+            "longest_stall_s": round(self.longest_stall(), 2),
+            "recovery_s": None if self.recovery() is None else round(self.recovery() or 0, 2),
+            "replica_reads_back_s": (
+                None
+                if self.recovered_at is None or self.back_at is None
+                else round(self.recovered_at - self.back_at, 2)
+            ),
+            "errors": errors,
+        }
+
+
+def prepare(cluster: PgCluster) -> None:
+    """The drills' role, database and table (once per cluster)."""
+    cluster.set_role(USER, PASSWORD)
+    with cluster.connect() as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB,)).fetchone():
+            conn.execute(f"CREATE DATABASE {DB} OWNER {USER}")
+    with cluster.connect(dbname=DB) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS writes (at timestamptz)")
+        conn.execute(f"ALTER TABLE writes OWNER TO {USER}")
+    cluster.wait_replayed()
+
+
+class Rig:
+    """Forwarders as Services, the API double, pgpool and `pgpoolsync run --kube`."""
+
+    def __init__(self, base: Path, cluster: PgCluster, *, topology: bool) -> None:
+        self.base = base
+        self.cluster = cluster
+        self.topology = topology
+        base.mkdir(parents=True, exist_ok=True)
+        self.primary_fwd = Forwarder(cluster.primary.port)
+        self.replica_fwd = Forwarder(cluster.replica.port)
+        self.api = KubeApiDouble(bookmark_interval=1.0).start()
+        self.api.put("services", service("pg", port=self.primary_fwd.port, cluster_ip="127.0.0.1"))
+        self.api.put(
+            "services", service("pg-repl", port=self.replica_fwd.port, cluster_ip="127.0.0.1")
+        )
+        self.slices(primary=(PRIMARY_POD, True), replica=(REPLICA_POD, True))
+        self.api.put(
+            "secrets",
+            secret("drill-app", {"username": USER, "password": PASSWORD}, labels={"app": "drill"}),
+        )
+        self.pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+        self.run = RunProcess(
+            self.pool,
+            None,
+            log=base / "run.log",
+            env={"PGPOOL_PARAMS_NUM_INIT_CHILDREN": "8", "PGPOOL_PARAMS_MAX_POOL": "2"},
+            args=[
+                "--kubeconfig",
+                str(self.api.write_kubeconfig(base / "kubeconfig", namespace="default")),
+                "--primary-service",
+                "pg",
+                "--replica-service",
+                "pg-repl",
+                "--service-address",
+                "cluster-ip",
+                "--secret-selector",
+                "app=drill",
+                "--watch-timeout-seconds",
+                "5",
+                "--topology",
+                "mirror" if topology else "off",
+            ],
+        )
+
+    def slices(self, *, primary: tuple[str, bool], replica: tuple[str, bool]) -> None:
+        self.api.put("endpointslices", endpoint_slice("pg-x1", "pg", [primary]))
+        self.api.put("endpointslices", endpoint_slice("pg-repl-x1", "pg-repl", [replica]))
+
+    def __enter__(self) -> Rig:
+        self.run.start()
+        self.pool.start()
+        self.run.wait_first_reload()
+        wait_until(self._nodes_up, what="both nodes up in pgpool", timeout=30)
+        return self
+
+    def _nodes_up(self) -> bool:
+        with contextlib.suppress(psycopg.Error), self.connect() as conn:
+            rows = conn.execute("SHOW pool_nodes").fetchall()
+            return len(rows) == 2 and all(r[3] in ("up", "waiting") for r in rows)
+        return False
+
+    def __exit__(self, *exc: object) -> None:
+        self.run.stop()
+        self.pool.stop()
+        self.primary_fwd.close()
+        self.replica_fwd.close()
+        self.api.stop()
+
+    def connect(self, **kw: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.pool.port,
+            user=USER,
+            password=PASSWORD,
+            dbname=DB,
+            autocommit=True,
+            connect_timeout=20,
+            application_name="drill",  # as most drivers set one (JDBC, psql, ...)
+            **kw,
+        )
+
+    def read(self) -> int:
+        with self.connect() as conn:
+            row = conn.execute("SELECT inet_server_port()").fetchone()
+            assert row is not None
+            return int(row[0])
+
+    def write(self) -> int:
+        with self.connect() as conn:
+            row = conn.execute(
+                "INSERT INTO writes VALUES (now()) RETURNING inet_server_port()"
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+
+@contextlib.contextmanager
+def streaming(session: Callable[[], int], *, interval: float = 0.25) -> Iterator[Stream]:
+    stream = Stream(session, interval=interval).start()
+    try:
+        yield stream
+    finally:
+        stream.stop()
+
+
+def replica_lost(
+    base: Path, cluster: PgCluster, *, topology: bool, hold: float = 6.0
+) -> DrillResult:
+    """The replica's packets dropped and its endpoint not ready, then both back."""
+    with Rig(base, cluster, topology=topology) as rig, streaming(rig.read) as stream:
+        time.sleep(2.0)
+        replica_port = cluster.replica.port
+        with netfault.dropped(replica_port):
+            changed = time.monotonic()
+            rig.slices(primary=(PRIMARY_POD, True), replica=(REPLICA_POD, False))
+            time.sleep(hold)
+            back = time.monotonic()
+            measured = back + 3.0  # sessions started before ``back`` have had 3 s
+        rig.slices(primary=(PRIMARY_POD, True), replica=(REPLICA_POD, True))
+        recovered = None
+        deadline = back + 15.0
+        while time.monotonic() < deadline and recovered is None:
+            time.sleep(0.2)
+            recovered = next(
+                (
+                    s.start
+                    for s in list(stream.sessions)
+                    if s.start > back and s.ok and s.port == replica_port
+                ),
+                None,
+            )
+        if time.monotonic() < measured:
+            time.sleep(measured - time.monotonic())
+        sessions = tuple(stream.sessions)
+    return DrillResult(
+        "replica lost",
+        topology,
+        changed,
+        sessions,
+        measured_at=measured,
+        recovered_at=recovered,
+        back_at=back,
+    )
+
+
+def switchover(base: Path, cluster: PgCluster, *, topology: bool, hold: float = 6.0) -> DrillResult:
+    """Stop the primary, promote the replica, restart the old primary as its standby (the
+    Services still lead to the old pods for a while), then re-point the Services."""
+    with Rig(base, cluster, topology=topology) as rig, streaming(rig.write) as stream:
+        time.sleep(2.0)
+        cluster.switchover()
+        time.sleep(2.0)  # the operator has not updated the Services yet
+        changed = time.monotonic()
+        rig.primary_fwd.repoint(cluster.primary.port)
+        rig.replica_fwd.repoint(cluster.replica.port)
+        rig.slices(primary=(REPLICA_POD, True), replica=(PRIMARY_POD, True))
+        time.sleep(hold)
+        measured = time.monotonic() + 3.0
+        time.sleep(3.0)
+        sessions = tuple(s for s in stream.sessions if s.start < measured - 3.0)
+    return DrillResult("switchover", topology, changed, sessions, measured_at=measured)

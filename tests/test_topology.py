@@ -1,0 +1,258 @@
+"""The topology planner (pure) and the loop running its node commands against a fake pgpool that
+refuses a detach for a DISALLOW_TO_FAILOVER node, as pgpool does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgpoolsync.core import model, topology
+from pgpoolsync.core.model import NodeTarget
+from pgpoolsync.core.topology import ATTACH, DETACH, RECYCLE, NodeMemory
+from tests.fakes import FakePgpool, make_loop, value
+from tests.origins import src
+
+PRIMARY = src("service ns/pg")
+REPLICA = src("service ns/pg-repl")
+
+
+def targets(primary: tuple[str, ...], replica: tuple[str, ...]) -> list[NodeTarget]:
+    return [NodeTarget(0, primary, PRIMARY), NodeTarget(1, replica, REPLICA)]
+
+
+def plan_of(
+    tg: list[NodeTarget],
+    status: dict[int, int],
+    memory: dict[int, NodeMemory] | None = None,
+    *,
+    now: float = 100.0,
+) -> topology.Plan:
+    return topology.plan(tg, status, memory or {}, now=now, settle=3.0, min_interval=1.0)
+
+
+def test_a_replica_without_ready_endpoint_is_detached() -> None:
+    p = plan_of(targets(("10.0.0.1",), ()), {0: 2, 1: 2})
+    assert [(a.node_id, a.action) for a in p.actions] == [(1, DETACH)]
+    assert p.actions[0].source == REPLICA
+
+
+def test_nothing_is_done_when_pgpool_already_matches() -> None:
+    memory = {0: NodeMemory(applied=("10.0.0.1",)), 1: NodeMemory(applied=())}
+    assert plan_of(targets(("10.0.0.1",), ()), {0: 2, 1: 3}, memory).actions == ()
+
+
+def test_a_ready_node_is_attached_only_after_settling() -> None:
+    tg = targets(("10.0.0.1",), ("10.0.0.2",))
+    memory = {1: NodeMemory(ready_since=99.0)}
+    early = plan_of(tg, {0: 2, 1: 3}, memory)
+    assert early.actions == () and early.wait == 2.0 and early.held == (1,)
+    later = plan_of(tg, {0: 2, 1: 3}, memory, now=102.0)
+    assert [(a.node_id, a.action) for a in later.actions] == [(1, ATTACH)]
+
+
+def test_a_moved_primary_endpoint_recycles_node_0() -> None:
+    memory = {0: NodeMemory(applied=("10.0.0.1",))}
+    p = plan_of(targets(("10.0.0.9",), ("10.0.0.2",)), {0: 2, 1: 2}, memory)
+    assert [(a.node_id, a.action) for a in p.actions] == [(0, RECYCLE)]
+    assert "10.0.0.1" in p.actions[0].reason and "10.0.0.9" in p.actions[0].reason
+
+
+def test_an_added_endpoint_invalidates_nothing() -> None:
+    memory = {1: NodeMemory(applied=("10.0.0.2",))}
+    assert plan_of(targets((), ("10.0.0.2", "10.0.0.3")), {1: 2}, memory).actions == ()
+
+
+def test_the_first_pass_records_endpoints_without_recycling() -> None:
+    tg = targets(("10.0.0.1",), ("10.0.0.2",))
+    assert plan_of(tg, {0: 2, 1: 2}).actions == ()
+    memory = topology.in_step({}, tg, {0: 2, 1: 2}, held=())
+    assert memory[0].applied == ("10.0.0.1",)
+
+
+def test_commands_on_a_node_are_spaced_by_the_minimum_interval() -> None:
+    memory = {1: NodeMemory(last_command=99.5)}
+    p = plan_of(targets(("10.0.0.1",), ()), {0: 2, 1: 2}, memory)
+    assert p.actions == () and p.wait == 0.5
+
+
+def test_a_node_pgpool_does_not_have_is_left_alone() -> None:
+    assert plan_of(targets(("a",), ()), {0: 2}).actions == ()
+
+
+def test_allow_failover_changes_only_the_named_flags() -> None:
+    state = model.DesiredState(
+        params=(
+            ("backend_flag0", model.PRIMARY_FLAG),
+            ("backend_flag1", model.REPLICA_FLAG),
+            ("port", "9999"),
+        ),
+        credentials=(),
+        password_format="aes",
+        hba_rules=(),
+        pcp_users=(),
+    )
+    out = dict(topology.allow_failover(state, [0]).params)
+    assert out == {
+        "backend_flag0": "ALWAYS_PRIMARY|ALLOW_TO_FAILOVER",
+        "backend_flag1": "DISALLOW_TO_FAILOVER",
+        "port": "9999",
+    }
+    assert topology.failover_allowed(out, [0]) and not topology.failover_allowed(out, [1])
+    assert topology.failover_allowed(out, [1], allowed=False)
+
+
+# -- the loop against a fake pgpool -------------------------------------------------------------
+
+
+class Cluster:
+    """Services' ready endpoints, as a Kubernetes source would hand them in."""
+
+    def __init__(self) -> None:
+        self.primary: tuple[str, ...] = ("10.0.0.1",)
+        self.replica: tuple[str, ...] = ("10.0.0.2",)
+
+    def snapshot(self) -> model.Snapshot:
+        return model.Snapshot(
+            backends=(
+                model.Backend("pg", 5432, model.PRIMARY_FLAG, ready=self.primary, source=PRIMARY),
+                model.Backend(
+                    "pg-repl",
+                    5432,
+                    model.REPLICA_FLAG,
+                    weight=len(self.replica),
+                    ready=self.replica,
+                    source=REPLICA,
+                ),
+            )
+        )
+
+
+def test_replica_lost_and_back_detaches_then_attaches_with_disallow_restored(
+    tmp_path: Path,
+) -> None:
+    events: list[tuple[str, str]] = []
+    cluster, pgpool = Cluster(), FakePgpool()
+    loop, m = make_loop(
+        tmp_path, cluster.snapshot, pgpool, events=lambda p, r: events.append((r, str(p)))
+    )
+    loop.actuator._settle = 0.0
+    loop.step()
+    assert pgpool.commands == []
+    cluster.replica = ()
+    loop.step()
+    assert pgpool.commands == [("detach", 1)] and pgpool.status[1] == 3
+    conf = (tmp_path / "pgpool.conf").read_text()
+    assert "backend_flag1 = 'DISALLOW_TO_FAILOVER'" in conf  # put back after the detach
+    assert pgpool.running is not None and pgpool.running["backend_flag1"] == "DISALLOW_TO_FAILOVER"
+    assert value(m, "pgpoolsync_backend_up", {"node_id": "1"}) == 0
+    assert value(m, "pgpoolsync_pgpool_node_up", {"node_id": "1"}) == 0
+    assert (
+        "NodeDetached",
+        "service ns/pg-repl: pgpool node 1 detached: Service has no ready endpoint",
+    ) in events
+    loop.step()  # nothing more to do
+    assert pgpool.commands == [("detach", 1)]
+    cluster.replica = ("10.0.0.7",)
+    loop.actuator._node_interval = 0.0
+    loop.step()
+    assert pgpool.commands == [("detach", 1), ("attach", 1)] and pgpool.status[1] == 1
+    assert value(m, "pgpoolsync_pgpool_node_up", {"node_id": "1"}) == 1
+    assert (
+        value(
+            m,
+            "pgpoolsync_node_commands_total",
+            {"node_id": "1", "command": "attach", "result": "success"},
+        )
+        == 1
+    )
+
+
+def test_a_switchover_recycles_the_primary_node(tmp_path: Path) -> None:
+    cluster, pgpool = Cluster(), FakePgpool()
+    loop, _ = make_loop(tmp_path, cluster.snapshot, pgpool)
+    loop.step()
+    cluster.primary = ("10.0.0.2",)
+    cluster.replica = ("10.0.0.1",)
+    loop.step()
+    # The replica Service moved too (to the old primary): its cached connections may lead to a
+    # pod that is gone, so node 1 is recycled as well.
+    assert pgpool.commands == [("detach", 0), ("attach", 0), ("detach", 1), ("attach", 1)]
+    assert pgpool.running is not None
+    assert set(pgpool.running["backend_flag0"].split("|")) == {
+        "ALWAYS_PRIMARY",
+        "DISALLOW_TO_FAILOVER",
+    }
+    loop.step()
+    assert len(pgpool.commands) == 4  # done once
+
+
+def test_without_the_transient_allow_flag_pgpool_refuses_the_detach(tmp_path: Path) -> None:
+    """The fake refuses like pgpool: sending the detach with the flag left at DISALLOW fails,
+    which is why the actuator switches the flag for the moment of the command."""
+    pgpool = FakePgpool()
+    pgpool.running = {"backend_flag1": model.REPLICA_FLAG}
+    try:
+        pgpool.detach({}, 1)
+    except Exception as exc:
+        assert "failover is disallowed" in str(exc)
+    else:
+        raise AssertionError("detach of a DISALLOW_TO_FAILOVER node was accepted")
+
+
+def test_a_refused_node_command_is_retried_reported_and_unready(tmp_path: Path) -> None:
+    events: list[str] = []
+    cluster, pgpool = Cluster(), FakePgpool()
+    loop, m = make_loop(tmp_path, cluster.snapshot, pgpool, events=lambda p, r: events.append(r))
+    loop.step()
+    cluster.replica = ()
+    pgpool.refuse_commands = 1
+    due = loop.step()
+    assert pgpool.status[1] == 2 and not loop.is_ready() and due <= 1.0
+    assert "NodeCommandFailed" in events
+    assert (
+        value(
+            m,
+            "pgpoolsync_node_commands_total",
+            {"node_id": "1", "command": "detach", "result": "error"},
+        )
+        == 1
+    )
+    loop.actuator._clock = lambda: 1e9  # the minimum interval has passed
+    loop.step()
+    assert pgpool.status[1] == 3 and loop.is_ready()
+    assert (tmp_path / "pgpool.conf").read_text().count("ALLOW_TO_FAILOVER'") == 2  # DISALLOW
+
+
+def test_a_flapping_replica_endpoint_does_not_storm_pgpool(tmp_path: Path) -> None:
+    now = [0.0]
+    cluster, pgpool = Cluster(), FakePgpool()
+    loop, _ = make_loop(tmp_path, cluster.snapshot, pgpool)
+    loop.actuator._clock = lambda: now[0]
+    for second in range(30):  # ready one second, not ready the next, each seen by a pass
+        now[0] = float(second)
+        cluster.replica = ("10.0.0.2",) if second % 2 else ()
+        loop.step()
+    assert pgpool.commands == [("detach", 1)]  # never ready for the 3 s an attach needs
+
+
+def test_never_attach_a_node_whose_service_has_no_ready_endpoint(tmp_path: Path) -> None:
+    cluster, pgpool = Cluster(), FakePgpool()
+    cluster.replica = ()
+    pgpool.status[1] = 3  # e.g. a detach pgpool kept in its pgpool_status file
+    loop, _ = make_loop(tmp_path, cluster.snapshot, pgpool)
+    for _ in range(3):
+        loop.step()
+    assert pgpool.commands == []
+
+
+def test_static_backends_have_no_node_targets(tmp_path: Path) -> None:
+    pgpool = FakePgpool()
+    pgpool.status[1] = 3
+    loop, _ = make_loop(
+        tmp_path,
+        model.Snapshot,
+        pgpool,
+        args=["--primary-host", "a", "--replica-host", "b"],
+    )
+    loop.step()
+    assert loop.state is not None and loop.state.nodes == ()
+    assert pgpool.commands == []
