@@ -45,6 +45,9 @@ def live(cluster: PgCluster, pg_base: Path) -> Iterator[tuple[Pgpool, RunProcess
             "hippo-replicas-abc", "hippo-replicas", [("10.1.0.1", True), ("10.1.0.2", False)]
         ),
     )
+    api.put(
+        "endpointslices", endpoint_slice("hippo-primary-x", "hippo-primary", [("10.1.0.3", True)])
+    )
     cluster.set_role("kube_alice", "alice-1", encryption="scram-sha-256")
     api.put("secrets", pgo_secret("kube_alice", "alice-1"))
     pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
@@ -86,6 +89,11 @@ def test_backends_come_from_the_services_and_endpoint_slices(
     assert f"backend_port1 = '{cluster.replica.port}'" in conf
     assert "backend_weight1 = '1'" in conf  # one ready endpoint of two
     assert can_login(pool, "kube_alice", "alice-1")
+    run = live[1]
+    for node in ("0", "1"):  # both Services have a ready endpoint: both nodes stay in rotation
+        assert run.metric("pgpoolsync_backend_up", f'node_id="{node}"') == 1
+        assert run.metric("pgpoolsync_pgpool_node_up", f'node_id="{node}"') == 1
+    assert "detached node" not in run.log_text()
 
 
 def test_rotated_password_in_the_secret_is_accepted_without_restart(
