@@ -28,13 +28,15 @@ from devcluster import PgCluster
 from tests import drills
 
 
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _row(s: dict[str, Any]) -> str:
-    back = s["replica_reads_back_s"]
     return (
         f"| {s['drill']} | {s['topology']} | {s['failed_after_2s']} / {s['sessions_after_2s']} "
-        f"| {s['failed_before_2s']} | {s['longest_stall_s']:.2f} "
-        f"| {'-' if s['recovery_s'] is None else f'{s['recovery_s']:.2f}'} "
-        f"| {'-' if back is None else f'{back:.2f}'} |"
+        f"| {s['failed_before_2s']} | {s['longest_stall_s']:.2f} | {_secs(s['recovery_s'])} "
+        f"| {_secs(s['replica_reads_back_s'])} |"
     )
 
 
