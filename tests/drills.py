@@ -85,6 +85,7 @@ class DrillResult:
     changed_at: float  # when the EndpointSlices were updated
     sessions: tuple[Session, ...] = field(repr=False)
     measured_at: float = 0.0
+    log: str = field(default="", repr=False)  # pgpoolsync's node log lines, for a failure
     recovered_at: float | None = None  # replica drill: first read served by node 1 again
     back_at: float | None = None
 
@@ -116,6 +117,12 @@ class DrillResult:
         last_bad = max(bad, default=self.changed_at)
         good = [s.start for s in after if s.start > last_bad]
         return (min(good) - self.changed_at) if good else None
+
+    def describe_failures(self, grace: float = 2.0) -> list[str]:
+        return [
+            f"+{s.start - self.changed_at:.2f}s took {s.took(self.measured_at):.2f}s: {s.error}"
+            for s in self.failed_after(grace)
+        ]
 
     def summary(self) -> dict[str, Any]:
         errors: dict[str, int] = {}
@@ -196,6 +203,21 @@ class Rig:
                 "mirror" if topology else "off",
             ],
         )
+
+    def node_log(self, since: float) -> str:
+        """pgpoolsync's node lines, stamped relative to ``since`` (monotonic)."""
+        offset = time.time() - time.monotonic()
+        out = []
+        for line in self.run.log_text().splitlines():
+            if "node" not in line or "DEBUG" in line:
+                continue
+            try:
+                stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+                stamp += int(line[20:23]) / 1000
+            except ValueError:
+                continue
+            out.append(f"+{stamp - offset - since:.2f}s {line[24:]}")
+        return "\n".join(out)
 
     def slices(self, *, primary: tuple[str, bool], replica: tuple[str, bool]) -> None:
         self.api.put("endpointslices", endpoint_slice("pg-x1", "pg", [primary]))
@@ -287,6 +309,7 @@ def replica_lost(
         if time.monotonic() < measured:
             time.sleep(measured - time.monotonic())
         sessions = tuple(stream.sessions)
+        log = rig.node_log(changed)
     return DrillResult(
         "replica lost",
         topology,
@@ -295,6 +318,7 @@ def replica_lost(
         measured_at=measured,
         recovered_at=recovered,
         back_at=back,
+        log=log,
     )
 
 
@@ -313,4 +337,5 @@ def switchover(base: Path, cluster: PgCluster, *, topology: bool, hold: float = 
         measured = time.monotonic() + 3.0
         time.sleep(3.0)
         sessions = tuple(s for s in stream.sessions if s.start < measured - 3.0)
-    return DrillResult("switchover", topology, changed, sessions, measured_at=measured)
+        log = rig.node_log(changed)
+    return DrillResult("switchover", topology, changed, sessions, measured_at=measured, log=log)

@@ -94,6 +94,7 @@ def make_loop(
     events: Callable[[model.Problem, str], None] | None = None,
     restart: Callable[[Mapping[str, str]], bool] | None = None,
     args: Sequence[str] = (),
+    actuator_args: Mapping[str, Any] | None = None,
     **kw: Any,
 ) -> tuple[reconcile.Loop, Metrics]:
     settings = parse(
@@ -110,6 +111,7 @@ def make_loop(
         restart=restart,
         verify_seconds=0.0,
         sleep=lambda s: None,
+        **(actuator_args or {}),
     )
     loop = reconcile.Loop(
         snapshot=snapshot,

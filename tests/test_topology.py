@@ -16,7 +16,7 @@ REPLICA = src("service ns/pg-repl")
 
 
 def targets(primary: tuple[str, ...], replica: tuple[str, ...]) -> list[NodeTarget]:
-    return [NodeTarget(0, primary, PRIMARY), NodeTarget(1, replica, REPLICA)]
+    return [NodeTarget(0, primary, PRIMARY, primary=True), NodeTarget(1, replica, REPLICA)]
 
 
 def plan_of(
@@ -54,6 +54,30 @@ def test_a_moved_primary_endpoint_recycles_node_0() -> None:
     p = plan_of(targets(("10.0.0.9",), ("10.0.0.2",)), {0: 2, 1: 2}, memory)
     assert [(a.node_id, a.action) for a in p.actions] == [(0, RECYCLE)]
     assert "10.0.0.1" in p.actions[0].reason and "10.0.0.9" in p.actions[0].reason
+
+
+def test_a_replica_pod_that_went_away_recycles_node_1_but_one_promoted_does_not() -> None:
+    memory = {0: NodeMemory(applied=("p",)), 1: NodeMemory(applied=("r1", "r2"))}
+    tg = targets(("p",), ("r1",))
+    seen = topology.observe(memory, tg, now=100.0)
+    early = plan_of(tg, {0: 2, 1: 2}, seen)
+    assert early.actions == () and early.held == (1,)  # the primary Service may follow
+    gone = plan_of(tg, {0: 2, 1: 2}, seen, now=103.0)
+    assert [(a.node_id, a.action) for a in gone.actions] == [(1, RECYCLE)]
+    promoted = plan_of(targets(("r2",), ("r1", "p")), {0: 2, 1: 2}, memory)
+    assert [(a.node_id, a.action) for a in promoted.actions] == [(0, RECYCLE)]
+
+
+def test_the_replica_half_of_a_switchover_seen_first_recycles_only_the_primary() -> None:
+    memory = {0: NodeMemory(applied=("p",)), 1: NodeMemory(applied=("r",))}
+    half = targets(("p",), ("p",))  # the replica Service's slice arrived first
+    memory = topology.observe(memory, half, now=100.0)
+    assert plan_of(half, {0: 2, 1: 2}, memory).actions == ()
+    whole = targets(("r",), ("p",))
+    memory = topology.observe(memory, whole, now=100.5)
+    p = plan_of(whole, {0: 2, 1: 2}, memory, now=100.5)
+    assert [(a.node_id, a.action) for a in p.actions] == [(0, RECYCLE)]
+    assert memory[1].moved_since is None
 
 
 def test_an_added_endpoint_invalidates_nothing() -> None:
@@ -131,10 +155,14 @@ def test_replica_lost_and_back_detaches_then_attaches_with_disallow_restored(
 ) -> None:
     events: list[tuple[str, str]] = []
     cluster, pgpool = Cluster(), FakePgpool()
+    now = [0.0]
     loop, m = make_loop(
-        tmp_path, cluster.snapshot, pgpool, events=lambda p, r: events.append((r, str(p)))
+        tmp_path,
+        cluster.snapshot,
+        pgpool,
+        events=lambda p, r: events.append((r, str(p))),
+        actuator_args={"clock": lambda: now[0]},
     )
-    loop.actuator._settle = 0.0
     loop.step()
     assert pgpool.commands == []
     cluster.replica = ()
@@ -152,7 +180,10 @@ def test_replica_lost_and_back_detaches_then_attaches_with_disallow_restored(
     loop.step()  # nothing more to do
     assert pgpool.commands == [("detach", 1)]
     cluster.replica = ("10.0.0.7",)
-    loop.actuator._node_interval = 0.0
+    now[0] = 1.0
+    loop.step()  # ready, but not for the settle time yet
+    assert pgpool.commands == [("detach", 1)]
+    now[0] = 4.0
     loop.step()
     assert pgpool.commands == [("detach", 1), ("attach", 1)] and pgpool.status[1] == 1
     assert value(m, "pgpoolsync_pgpool_node_up", {"node_id": "1"}) == 1
@@ -173,16 +204,16 @@ def test_a_switchover_recycles_the_primary_node(tmp_path: Path) -> None:
     cluster.primary = ("10.0.0.2",)
     cluster.replica = ("10.0.0.1",)
     loop.step()
-    # The replica Service moved too (to the old primary): its cached connections may lead to a
-    # pod that is gone, so node 1 is recycled as well.
-    assert pgpool.commands == [("detach", 0), ("attach", 0), ("detach", 1), ("attach", 1)]
+    # The replica Service moved too, to the old primary: that pod still serves reads, so node
+    # 1 keeps its connections (no second round of child restarts).
+    assert pgpool.commands == [("detach", 0), ("attach", 0)]
     assert pgpool.running is not None
     assert set(pgpool.running["backend_flag0"].split("|")) == {
         "ALWAYS_PRIMARY",
         "DISALLOW_TO_FAILOVER",
     }
     loop.step()
-    assert len(pgpool.commands) == 4  # done once
+    assert len(pgpool.commands) == 2  # done once
 
 
 def test_without_the_transient_allow_flag_pgpool_refuses_the_detach(tmp_path: Path) -> None:
@@ -200,8 +231,15 @@ def test_without_the_transient_allow_flag_pgpool_refuses_the_detach(tmp_path: Pa
 
 def test_a_refused_node_command_is_retried_reported_and_unready(tmp_path: Path) -> None:
     events: list[str] = []
+    now = [0.0]
     cluster, pgpool = Cluster(), FakePgpool()
-    loop, m = make_loop(tmp_path, cluster.snapshot, pgpool, events=lambda p, r: events.append(r))
+    loop, m = make_loop(
+        tmp_path,
+        cluster.snapshot,
+        pgpool,
+        events=lambda p, r: events.append(r),
+        actuator_args={"clock": lambda: now[0]},
+    )
     loop.step()
     cluster.replica = ()
     pgpool.refuse_commands = 1
@@ -216,7 +254,7 @@ def test_a_refused_node_command_is_retried_reported_and_unready(tmp_path: Path) 
         )
         == 1
     )
-    loop.actuator._clock = lambda: 1e9  # the minimum interval has passed
+    now[0] = 1.0  # the minimum interval has passed
     loop.step()
     assert pgpool.status[1] == 3 and loop.is_ready()
     assert (tmp_path / "pgpool.conf").read_text().count("ALLOW_TO_FAILOVER'") == 2  # DISALLOW
@@ -225,8 +263,7 @@ def test_a_refused_node_command_is_retried_reported_and_unready(tmp_path: Path) 
 def test_a_flapping_replica_endpoint_does_not_storm_pgpool(tmp_path: Path) -> None:
     now = [0.0]
     cluster, pgpool = Cluster(), FakePgpool()
-    loop, _ = make_loop(tmp_path, cluster.snapshot, pgpool)
-    loop.actuator._clock = lambda: now[0]
+    loop, _ = make_loop(tmp_path, cluster.snapshot, pgpool, actuator_args={"clock": lambda: now[0]})
     for second in range(30):  # ready one second, not ready the next, each seen by a pass
         now[0] = float(second)
         cluster.replica = ("10.0.0.2",) if second % 2 else ()

@@ -32,7 +32,8 @@ def drill_cluster(pg_base: Path) -> Iterator[PgCluster]:
 
 
 def _show(result: drills.DrillResult) -> str:
-    return str(result.summary())
+    failures = "\n".join(result.describe_failures())
+    return f"{result.summary()}\nfailed after 2 s:\n{failures}\npgpoolsync:\n{result.log}"
 
 
 def test_replica_lost_every_login_after_two_seconds_succeeds_and_reads_return(

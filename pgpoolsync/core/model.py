@@ -126,6 +126,7 @@ class NodeTarget:
     node_id: int
     ready: tuple[str, ...]  # the Service's ready endpoint addresses, sorted
     source: Origin  # the Service
+    primary: bool = False  # the ALWAYS_PRIMARY node: only its Service's pods take writes
 
     @property
     def up(self) -> bool:
@@ -510,7 +511,9 @@ def build(inputs: Inputs) -> Outcome:
         pcp_users=tuple(pcp_users),
         tls=inputs.tls,
         nodes=tuple(
-            NodeTarget(i, b.ready, b.source or Origin("backend", str(i)))
+            NodeTarget(
+                i, b.ready, b.source or Origin("backend", str(i)), "ALWAYS_PRIMARY" in b.flag
+            )
             for i, b in enumerate(inputs.backends)
             if b.ready is not None
         ),

@@ -5,17 +5,19 @@ DISALLOW_TO_FAILOVER, health checks and failover on error are off). The Services
 endpoints say what pgpool should use: a node whose Service has no ready endpoint goes out of
 rotation (PCP detach), back in when it has one again (attach), and a node whose Service's ready
 endpoint moved to another address (a switchover: the primary Service now leads to the new
-primary) is detached and attached again so that pgpool's children drop the connections they
-cached to the old target.
+primary; a replica pod gone) is detached and attached again so that pgpool's children drop the
+connections they cached to the old target.
 
 pgpool cancels a detach for a node flagged DISALLOW_TO_FAILOVER, whoever sends it, and
 ``backend_flag`` is reloadable: a detach is done with that node's flag switched to
 ALLOW_TO_FAILOVER for the moment of the command (``allow_failover``), then switched back.
 
 ``plan`` turns targets, pgpool's node status and what was last applied into actions, holding
-back an attach until the endpoint has been ready for ``settle`` seconds and any command on a
-node until ``min_interval`` has passed since the last one (a flapping endpoint never causes a
-storm of PCP commands).
+back an attach until the endpoint has been ready for ``settle`` seconds (and a replica's
+recycle until its move has lasted that long: the two Services' EndpointSlices of one switchover
+arrive one after the other), and any command on a node until ``min_interval`` has passed since
+the last one (a flapping endpoint never causes a storm of PCP commands). The primary's recycle
+and every detach are never held back beyond that.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class NodeMemory:
 
     applied: tuple[str, ...] | None = None  # ready addresses pgpool was last in step with
     ready_since: float | None = None  # when the Service was first seen ready, this spell
+    moved_since: float | None = None  # when an applied address was first seen gone, this spell
     last_command: float | None = None
 
 
@@ -58,22 +61,31 @@ class Plan:
 def observe(
     memory: Mapping[int, NodeMemory], targets: Sequence[NodeTarget], *, now: float
 ) -> dict[int, NodeMemory]:
-    """Memory updated with this pass's view of the Services (when each became ready)."""
+    """Memory updated with this pass's view of the Services: when each became ready, and when
+    an address pgpool may hold connections to was first seen gone."""
     out = dict(memory)
+    alive = {a for t in targets for a in t.ready}
     for t in targets:
         m = out.get(t.node_id, NodeMemory())
-        if t.up and m.ready_since is None:
-            m = replace(m, ready_since=now)
-        elif not t.up and m.ready_since is not None:
-            m = replace(m, ready_since=None)
+        if t.up != (m.ready_since is not None):
+            m = replace(m, ready_since=now if t.up else None)
+        moved = bool(_gone(t, m.applied, alive))
+        if moved != (m.moved_since is not None):
+            m = replace(m, moved_since=now if moved else None)
         out[t.node_id] = m
     return out
 
 
-def _moved(applied: tuple[str, ...] | None, ready: tuple[str, ...]) -> bool:
-    """An address pgpool may hold connections to is no longer ready (new ones alone do not
-    count: a replica added behind the Service invalidates nothing)."""
-    return applied is not None and bool(applied) and bool(set(applied) - set(ready))
+def _gone(target: NodeTarget, applied: tuple[str, ...] | None, alive: set[str]) -> list[str]:
+    """Addresses pgpool may hold connections to through this node that are no longer valid:
+    for the primary's node, any address that left its Service (those pods take no writes now);
+    for another node, one that is ready in no Service at all (a pod that went away — a pod that
+    moved to the primary Service in a switchover still serves reads). New addresses alone
+    invalidate nothing: a replica added behind the Service changes no cached connection."""
+    if not applied:
+        return []
+    left = set(applied) - set(target.ready)
+    return sorted(left if target.primary else left - alive)
 
 
 def plan(
@@ -90,6 +102,7 @@ def plan(
     actions: list[NodeAction] = []
     waits: list[float] = []
     held: list[int] = []
+    alive = {a for t in targets for a in t.ready}
     for t in targets:
         if t.node_id not in status:
             continue
@@ -105,14 +118,18 @@ def plan(
                 t.node_id, ATTACH, f"Service has a ready endpoint ({', '.join(t.ready)})", t.source
             )
             due = (m.ready_since if m.ready_since is not None else now) + settle
-        elif _moved(m.applied, t.ready):
-            gone = ", ".join(sorted(set(m.applied or ()) - set(t.ready)))
+        elif gone := _gone(t, m.applied, alive):
             action = NodeAction(
                 t.node_id,
                 RECYCLE,
-                f"Service's ready endpoint moved from {gone} to {', '.join(t.ready)}",
+                f"Service's ready endpoint moved from {', '.join(gone)} to {', '.join(t.ready)}",
                 t.source,
             )
+            if not t.primary:
+                # Not urgent (the Service has a ready endpoint) and often half of a switchover
+                # whose other half (the old address now ready in the primary Service, alive)
+                # is still on its way: wait for it to settle.
+                due = (m.moved_since if m.moved_since is not None else now) + settle
         if action is None:
             continue
         if m.last_command is not None:
