@@ -52,6 +52,16 @@ def pgpool_binary() -> str:
     return found
 
 
+def pgpool_version() -> str:
+    """The version of the pgpool under test, e.g. ``4.3.5`` (``pgpool --version`` prints
+    ``pgpool-II version 4.3.5 (tamahomeboshi)`` on stderr)."""
+    got = subprocess.run(
+        [pgpool_binary(), "--version"], capture_output=True, text=True, check=False
+    )
+    words = (got.stdout + got.stderr).split()
+    return words[words.index("version") + 1] if "version" in words else "?"
+
+
 def _ephemeral_range() -> tuple[int, int]:
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()

@@ -53,6 +53,7 @@ def inputs_from(common: Common, snap: model.Snapshot, *, hba_text: str | None) -
         tls=snap.tls,
         tls_dir=str(common.config_dir.absolute()),
         tls_required=common.tls_required,
+        pgpool_version=common.pgpool_version,
     )
 
 

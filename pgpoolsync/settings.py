@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgpoolsync.core import hba, passwd, tls
+from pgpoolsync.core import hba, model, passwd, tls
 from pgpoolsync.core.model import Credential, Param, Problem, env_origin, flag_origin
 from pgpoolsync.core.presets import PRESETS
 
@@ -49,6 +49,7 @@ class Common:
     tls_dir: Path | None = None
     tls_names: tuple[str, ...] = ()
     tls_required: bool = False
+    pgpool_version: str = "4.3"
     env_params: tuple[Param, ...] = ()
     env_credentials: tuple[Credential | Problem, ...] = field(default=(), repr=False)
     pcp_users: tuple[Credential, ...] = field(default=(), repr=False)
@@ -155,6 +156,13 @@ def add_common_flags(p: _EnvParser) -> None:
         "only), text (clear text)",
         default="md5" if legacy == "md5" else "aes",
         choices=passwd.FORMATS,
+    )
+    p.add(
+        "--pgpool-version",
+        help="the pgpool that reads the files (a parameter it does not know is reported; "
+        "renamed ones are written under both names either way)",
+        default="4.3",
+        choices=list(model.PGPOOL_VERSIONS),
     )
     p.add(
         "--auth-method",
@@ -472,6 +480,7 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
         tls_dir=Path(ns.tls_dir) if ns.tls_dir else None,
         tls_names=_comma_list(ns.tls_names),
         tls_required=bool(ns.tls_required),
+        pgpool_version=ns.pgpool_version,
         env_params=tuple(env_params(environ)),
         env_credentials=tuple(creds),
         pcp_users=tuple(_pcp_users(ns, environ)),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe
+from devcluster import PgCluster, Pgpool, free_port, pgpool_version, pgpoolsync_exe
 from tests.pgpool_helpers import render_cli, wait_until, write_secret
 
 pytestmark = pytest.mark.real
@@ -135,7 +135,7 @@ def test_values_match_show_pool_nodes(pool: Pgpool, exporter_url: str, cluster: 
     assert _sample(text, "pgpool2_frontend_total ") == 4.0  # num_init_children in the tests
     # one pool_pools row per child x pool slot x backend: 4 x 2 x 2
     assert _sample(text, "pgpool2_backend_total ") == 16.0
-    assert 'pgpool2_version_info{version="4.3.5"} 1.0' in text
+    assert f'pgpool2_version_info{{version="{pgpool_version()}"}} 1.0' in text
     assert _sample(text, "pgpool2_last_scrape_error ") == 0.0
 
 

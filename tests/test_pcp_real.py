@@ -44,6 +44,13 @@ def test_login_reload_and_node_info(pool: Pgpool, cluster: PgCluster) -> None:
     wait_until(lambda: "reload config files" in pool.log_tail(100), what="reload logged")
 
 
+def test_pgpools_unix_sockets_are_where_pgpool_conf_asks(pool: Pgpool) -> None:
+    """socket_dir became unix_socket_directories in 4.4 (the old name is then ignored and the
+    socket lands in /tmp): both names are written, so every version puts it in the rundir."""
+    assert (pool.rundir / f".s.PGSQL.{pool.port}").is_socket()
+    assert (pool.rundir / f".s.PGSQL.{pool.pcp_port}").is_socket()
+
+
 def test_a_wrong_password_is_refused_without_echoing_it(pool: Pgpool) -> None:
     with pytest.raises(pcp.PcpError, match="authentication failed") as info:
         PcpPgpool(host="127.0.0.1", user="pcpadmin", password="wrong-secret").reload(

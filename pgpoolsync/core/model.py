@@ -50,6 +50,31 @@ DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
 )
 
 
+# pgpool versions the files are written for and tested on (CI runs 4.3 and 4.6).
+PGPOOL_VERSIONS = ("4.3", "4.4", "4.5", "4.6")
+# Renamed parameters, (old name, new name, version that renamed it): the newer pgpool ignores
+# the old name silently and the older one the new name, so both are written.
+RENAMED_PARAMS = (("socket_dir", "unix_socket_directories", "4.4"),)
+# Parameters a pgpool older than the version given does not know (and ignores).
+ADDED_PARAMS = {
+    "process_management_mode": "4.4",
+    "process_management_strategy": "4.4",
+    "min_spare_children": "4.4",
+    "max_spare_children": "4.4",
+    "delay_threshold_by_time": "4.4",
+    "trusted_server_command": "4.4",
+    "unix_socket_group": "4.4",
+    "unix_socket_permissions": "4.4",
+    "log_pcp_processes": "4.5",
+    "user_redirect_preference_list": "4.5",
+    "log_backend_messages": "4.6",
+}
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split(".")[:2])
+
+
 @dataclass(frozen=True, order=True)
 class Origin:
     """Where an input came from: a Secret, a Service, an env var, a flag, a file, ...
@@ -179,6 +204,7 @@ class Inputs:
     tls: TlsMaterial | None = None
     tls_dir: str = "/etc/pgpool"  # where pgpool finds the TLS files (the config dir)
     tls_required: bool = False
+    pgpool_version: str = "4.3"  # the pgpool that reads the files (--pgpool-version)
 
 
 @dataclass(frozen=True)
@@ -388,6 +414,41 @@ def check_param(param: Param) -> Problem | None:
     return _int_problem(param)
 
 
+def version_params(params: list[Param], *, version: str) -> tuple[list[Param], list[Problem]]:
+    """Renamed parameters under both names (each pgpool reads the one it knows); a warning for
+    each parameter the target version does not know."""
+    by_name = {p.name: p for p in params}
+    out = list(params)
+    problems: list[Problem] = []
+    for old, new, since in RENAMED_PARAMS:
+        a, b = by_name.get(old), by_name.get(new)
+        if a is not None and b is not None and a.value != b.value:
+            problems.append(
+                Problem(
+                    b.source,
+                    f"{old} and {new} (its name from pgpool {since}) have different values: "
+                    "set one of them",
+                )
+            )
+        elif a is not None and b is None:
+            out.append(Param(new, a.value, a.source))
+        elif b is not None and a is None:
+            out.append(Param(old, b.value, b.source))
+    target = _version_key(version)
+    for p in params:
+        added = ADDED_PARAMS.get(p.name)
+        if added is not None and _version_key(added) > target:
+            problems.append(
+                Problem(
+                    p.source,
+                    f"{p.name} exists from pgpool {added}: pgpool {version} ignores it "
+                    "(--pgpool-version says which pgpool reads the files)",
+                    fatal=False,
+                )
+            )
+    return out, problems
+
+
 def backend_params(backends: Sequence[Backend]) -> list[Param]:
     out: list[Param] = []
     for i, b in enumerate(backends):
@@ -458,6 +519,17 @@ def build(inputs: Inputs) -> Outcome:
         [defaults, backend_params(inputs.backends), tls_params(inputs), inputs.params]
     )
     problems += param_problems
+    if inputs.pgpool_version not in PGPOOL_VERSIONS:
+        problems.append(
+            Problem(
+                flag_origin("--pgpool-version"),
+                f"unsupported version {inputs.pgpool_version!r} "
+                f"(supported: {', '.join(PGPOOL_VERSIONS)})",
+            )
+        )
+        return Outcome(None, tuple(problems))
+    params, version_problems = version_params(params, version=inputs.pgpool_version)
+    problems += version_problems
     if not any(p.name == "backend_hostname0" for p in params):
         problems.append(
             Problem(
