@@ -8,20 +8,31 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from pgpoolsync import logsetup, reconcile
 from pgpoolsync.core import tls
 from pgpoolsync.core.presets import PRESETS, Preset
-from pgpoolsync.pgpool.actuator import Actuator, PcpPgpool, signal_restart, write_state
+from pgpoolsync.pgpool.actuator import (
+    Actuator,
+    PcpPgpool,
+    Restarter,
+    signal_restart,
+    write_state,
+)
 from pgpoolsync.pgpool.writer import KeyFileError
 from pgpoolsync.report import metrics
 from pgpoolsync.report.metrics import Metrics
 from pgpoolsync.report.reporter import AsyncEvents, Reporter
+from pgpoolsync.rollout import DeploymentApi, Rollout
 from pgpoolsync.settings import Common, ExporterSettings, RunSettings, UsageError, parse
 from pgpoolsync.sources import ChangeSignal, Source
 from pgpoolsync.sources.convert import TlsResult, keys_for
 from pgpoolsync.sources.dirsource import DirSource, SecretsDirError
 from pgpoolsync.sources.tlssource import tls_source
+
+if TYPE_CHECKING:
+    from pgpoolsync.sources.kubesource import KubeSource
 
 log = logging.getLogger("pgpoolsync")
 
@@ -99,7 +110,7 @@ def _preset(run: RunSettings) -> Preset | None:
     return PRESETS[run.preset].fill(run.cluster or "")
 
 
-def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Metrics) -> Source:
+def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Metrics) -> KubeSource:
     from pgpoolsync.sources import kube, kubesource  # noqa: PLC0415 - the client loads only for --kube
 
     config = kubesource.resolve(
@@ -153,11 +164,23 @@ def cmd_run(common: Common, run: RunSettings) -> int:
     change = ChangeSignal()
     build = reconcile.builder(common, hba_text=_read_hba(common))
     source: Source
+    rollout_api: DeploymentApi | None = None
     if run.kube:
-        source = _kube_source(common, run, preset, m)
+        kube_source = _kube_source(common, run, preset, m)
+        source, rollout_api = kube_source, kube_source.deployments()
     else:
         source = _dir_source(common, preset, watch=not run.once)
     events = AsyncEvents(source.post_event)
+    restart: Restarter | None = None
+    if run.restart_policy == "signal":
+        restart = signal_restart(run.pgpool_pid_file)
+    elif run.restart_policy == "rollout" and rollout_api is not None:
+        restart = Rollout(
+            rollout_api,
+            pod_name=run.pod_name,
+            deployment=run.deployment,
+            min_interval=run.min_rollout_interval,
+        )
     actuator = Actuator(
         config_dir=common.config_dir,
         pool_key_file=common.pool_key_file,
@@ -168,7 +191,7 @@ def cmd_run(common: Common, run: RunSettings) -> int:
             password=pcp_user.password,
             pcp_port=run.pcp_port,
         ),
-        restart=signal_restart(run.pgpool_pid_file) if run.restart_policy == "signal" else None,
+        restart=restart,
         settle_seconds=run.node_settle_seconds,
     )
     loop = reconcile.Loop(

@@ -115,8 +115,12 @@ class Loop:
         if state is None:
             self.reporter.no_state()
             return self.resync_seconds
+        errors = outcome.errors
+        blocked = None
+        if errors:  # no restart of pgpool for a state that skipped an input
+            blocked = str(errors[0]) + (f" (and {len(errors) - 1} more)" if errors[1:] else "")
         try:
-            applied = self.actuator.apply(state)
+            applied = self.actuator.apply(state, blocked=blocked)
         except OSError as exc:
             self.reporter.write_failed(self._where, exc)
             return self.resync_seconds
@@ -147,6 +151,8 @@ class Loop:
             due = min(self._recheck, due)
         if applied.nodes is not None and applied.nodes.wait is not None:
             due = min(applied.nodes.wait, due)
+        if applied.restarted is not None and applied.restarted.wait is not None:
+            due = min(max(applied.restarted.wait, self._recheck), due)
         return due
 
     def run(self, stop: threading.Event) -> None:

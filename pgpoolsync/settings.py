@@ -318,11 +318,23 @@ def add_run_flags(p: _EnvParser) -> None:
     )
     p.add(
         "--restart-policy",
-        help="what to do when a change needs a pgpool restart: never "
-        "(report only) or signal (SIGINT the pid in --pgpool-pid-file: sessions drop; needs "
-        "a shared process namespace)",
+        help="what to do when a change needs a pgpool restart: never (report only), rollout "
+        "(with --kube: a rolling restart of the pod's Deployment, pod by pod behind the "
+        "Service; one rollout for all replicas) or signal (SIGINT the pid in --pgpool-pid-file: "
+        "every session of this pod drops; needs a shared process namespace)",
         default="never",
-        choices=["never", "signal"],
+        choices=["never", "rollout", "signal"],
+    )
+    p.add(
+        "--min-rollout-interval",
+        help="seconds between two rollouts requested by any replica (a flapping input must "
+        "not restart pods in a loop)",
+        default="900",
+        type=_nonneg_int,
+    )
+    p.add(
+        "--deployment",
+        help="the Deployment to roll out (default: the owner of this pod's ReplicaSet)",
     )
     p.add(
         "--topology",
@@ -373,6 +385,8 @@ class RunSettings:
     tls_secret: str | None = None
     topology: bool = True
     node_settle_seconds: int = 3
+    min_rollout_interval: int = 900
+    deployment: str | None = None
 
 
 def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
@@ -381,6 +395,11 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
         raise UsageError(f"--preset {ns.preset} needs --cluster")
     if kube and ns.secrets_dir:
         raise UsageError("choose one source: --kube or --secrets-dir")
+    if ns.restart_policy == "rollout" and not kube:
+        raise UsageError(
+            "--restart-policy rollout patches the pod's Deployment and needs --kube "
+            "(without a Deployment: --restart-policy signal, which drops sessions)"
+        )
     return RunSettings(
         kube=kube,
         kubeconfig=ns.kubeconfig or None,
@@ -404,6 +423,8 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
         tls_secret=ns.tls_secret or None,
         topology=ns.topology == "mirror",
         node_settle_seconds=int(ns.node_settle_seconds),
+        min_rollout_interval=int(ns.min_rollout_interval),
+        deployment=ns.deployment or None,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pgpoolsync import reconcile
 from pgpoolsync.core import model
-from pgpoolsync.pgpool.actuator import Actuator
+from pgpoolsync.pgpool.actuator import Actuator, Restarter
 from pgpoolsync.pgpool.pcp import PcpError
 from pgpoolsync.report.metrics import Metrics, new_registry
 from pgpoolsync.report.reporter import Reporter
@@ -92,7 +92,7 @@ def make_loop(
     pgpool: FakePgpool,
     *,
     events: Callable[[model.Problem, str], None] | None = None,
-    restart: Callable[[Mapping[str, str]], bool] | None = None,
+    restart: Restarter | None = None,
     args: Sequence[str] = (),
     actuator_args: Mapping[str, Any] | None = None,
     **kw: Any,

@@ -1,11 +1,16 @@
-"""An HTTP double of the Kubernetes API for Secrets, Services, EndpointSlices and Events.
+"""An HTTP double of the Kubernetes API for Secrets, Services, EndpointSlices, Events, and the
+Pods, ReplicaSets and Deployments a rollout reads and patches.
 
 It behaves like the real API server where pgpoolsync depends on it: a global, increasing
 resourceVersion; list with label and field selectors returning the list's resourceVersion; watch
 from a resourceVersion (replaying what happened since, as chunked JSON lines), an object leaving
 a selector arriving as DELETED, periodic BOOKMARKs when asked for, ``timeoutSeconds`` ending the
 stream cleanly, and 410 Gone (an ERROR event) for a resourceVersion older than the compaction
-point. Faults can be injected: HTTP 500, 429 with Retry-After, a stream dropped mid-event, a stall.
+point. A GET by name returns the object (404 when there is none); a merge patch
+(``application/merge-patch+json``) carrying ``metadata.resourceVersion`` fails with 409 Conflict
+when the object changed since. Every call is recorded as (verb, API group, resource, name) so
+tests can hold the calls against the Role. Faults can be injected: HTTP 500, 429 with
+Retry-After, a stream dropped mid-event, a stall.
 """
 
 from __future__ import annotations
@@ -25,7 +30,14 @@ from urllib.parse import parse_qs, urlparse
 Obj = dict[str, Any]
 
 _PATHS = [
-    (re.compile(r"^/api/v1/namespaces/([^/]+)/(secrets|services|events)(?:/([^/]+))?$"), "v1"),
+    (
+        re.compile(r"^/api/v1/namespaces/([^/]+)/(secrets|services|events|pods)(?:/([^/]+))?$"),
+        "v1",
+    ),
+    (
+        re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/(replicasets|deployments)(?:/([^/]+))?$"),
+        "apps/v1",
+    ),
     (
         re.compile(
             r"^/apis/discovery\.k8s\.io/v1/namespaces/([^/]+)/(endpointslices)(?:/([^/]+))?$"
@@ -38,12 +50,19 @@ _LIST_KIND = {
     "services": "ServiceList",
     "endpointslices": "EndpointSliceList",
     "events": "EventList",
+    "pods": "PodList",
+    "replicasets": "ReplicaSetList",
+    "deployments": "DeploymentList",
 }
+_GROUP = {"endpointslices": "discovery.k8s.io", "replicasets": "apps", "deployments": "apps"}
 _KIND = {
     "secrets": "Secret",
     "services": "Service",
     "endpointslices": "EndpointSlice",
     "events": "Event",
+    "pods": "Pod",
+    "replicasets": "ReplicaSet",
+    "deployments": "Deployment",
 }
 
 
@@ -110,6 +129,8 @@ class Store:
     requests: list[str] = field(default_factory=list)
     timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, what)
     events: list[Obj] = field(default_factory=list)
+    calls: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    patches: list[tuple[str, str, Obj]] = field(default_factory=list)  # accepted: kind, name, body
 
 
 class KubeApiDouble:
@@ -172,9 +193,8 @@ class KubeApiDouble:
             st.rv += 1
             meta["resourceVersion"] = str(st.rv)
             meta.setdefault("uid", f"uid-{meta['name']}-{st.rv}")
-            obj.setdefault(
-                "apiVersion", "discovery.k8s.io/v1" if kind == "endpointslices" else "v1"
-            )
+            group = _GROUP.get(kind)
+            obj.setdefault("apiVersion", f"{group}/v1" if group else "v1")
             obj.setdefault("kind", _KIND[kind])
             bucket[meta["name"]] = obj
             st.log.append((st.rv, "MODIFIED" if old else "ADDED", kind, ns, obj, old))
@@ -265,11 +285,56 @@ class KubeApiDouble:
                         return m.group(1), m.group(2), m.group(3), parse_qs(url.query)
                 return None
 
+            def _record(self, route: tuple[str, str, str | None, Any] | None) -> None:
+                if route is None:
+                    return
+                _, kind, name, q = route
+                verb = {"POST": "create", "PATCH": "patch", "PUT": "update"}.get(self.command)
+                if verb is None:
+                    watch = q.get("watch", ["false"])[0] in ("true", "1")
+                    verb = "watch" if watch else "get" if name else "list"
+                double.store.calls.append((verb, _GROUP.get(kind, ""), kind, name))
+
+            def do_PATCH(self) -> None:
+                route = self._route()
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                double.store.requests.append(f"PATCH {self.path}")
+                self._record(route)
+                if not route or not route[2]:
+                    self._status(404, "NotFound", "not found")
+                    return
+                ns, kind, name = route[0], route[1], route[2]
+                if self.headers.get("Content-Type") != "application/merge-patch+json":
+                    self._status(415, "UnsupportedMediaType", "only merge patches here")
+                    return
+                st = double.store
+                with st.cond:
+                    current = st.objects.get((kind, ns), {}).get(name)
+                    if current is None:
+                        self._status(404, "NotFound", f'{kind} "{name}" not found')
+                        return
+                    want_rv = (body.get("metadata") or {}).get("resourceVersion")
+                    if want_rv is not None and want_rv != current["metadata"]["resourceVersion"]:
+                        self._status(
+                            409,
+                            "Conflict",
+                            f'Operation cannot be fulfilled on {kind} "{name}": the object '
+                            "has been modified; please apply your changes to the latest version",
+                        )
+                        return
+                    merged = merge_patch(current, body)
+                    merged["metadata"].pop("resourceVersion", None)
+                    st.patches.append((kind, name, body))
+                obj = double.put(kind, merged)
+                self._json(200, obj)
+
             def do_POST(self) -> None:
                 route = self._route()
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 double.store.requests.append(f"POST {self.path}")
+                self._record(route)
                 if not route or route[1] != "events":
                     self._status(404, "NotFound", "not found")
                     return
@@ -280,10 +345,19 @@ class KubeApiDouble:
             def do_GET(self) -> None:
                 route = self._route()
                 double.store.requests.append(f"GET {self.path}")
+                self._record(route)
                 if not route:
                     self._status(404, "NotFound", f"no route for {self.path}")
                     return
                 ns, kind, name, q = route
+                if name and q.get("watch", ["false"])[0] not in ("true", "1"):
+                    with double.store.cond:
+                        found = copy.deepcopy(double.store.objects.get((kind, ns), {}).get(name))
+                    if found is None:
+                        self._status(404, "NotFound", f'{kind} "{name}" not found')
+                    else:
+                        self._json(200, found)
+                    return
                 watch = q.get("watch", ["false"])[0] in ("true", "1")
                 fault = double._take_fault(kind, watch)
                 if fault:
@@ -462,6 +536,73 @@ class KubeApiDouble:
                         }
 
         return Handler
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (what ``application/merge-patch+json`` does)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def deployment(name: str, *, namespace: str = "default", replicas: int = 2) -> Obj:
+    return {
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-deploy-{name}"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}},
+        },
+    }
+
+
+def replica_set(name: str, deployment_name: str, *, namespace: str = "default") -> Obj:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": deployment_name,
+                    "uid": f"uid-deploy-{deployment_name}",
+                    "controller": True,
+                }
+            ],
+        }
+    }
+
+
+def pod(
+    name: str,
+    replica_set_name: str,
+    *,
+    namespace: str = "default",
+    annotations: dict[str, str] | None = None,
+) -> Obj:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": dict(annotations or {}),
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": replica_set_name,
+                    "uid": f"uid-rs-{replica_set_name}",
+                    "controller": True,
+                }
+            ],
+        }
+    }
 
 
 def secret(

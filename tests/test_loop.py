@@ -3,6 +3,7 @@ restart-required against what pgpool runs, last good files, asynchronous Events.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from pgpoolsync.cli import main
 from pgpoolsync.core import model
 from pgpoolsync.core.changes import describe_change
+from pgpoolsync.pgpool import actuator
 from pgpoolsync.report.reporter import AsyncEvents
 from tests.fakes import FakePgpool, make_loop, value
 from tests.origins import src
@@ -130,20 +132,24 @@ def test_a_reloadable_change_pgpool_refused_is_retried_not_called_restart_requir
     assert value(m, "pgpoolsync_unapplied_params") == 0
 
 
-def test_the_signal_policy_restarts_once_per_target_not_in_a_loop(tmp_path: Path) -> None:
+def test_the_signal_policy_restarts_once_per_target_not_in_a_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source, pgpool = Source(), FakePgpool()
     restarts: list[int] = []
 
-    def restart(params: object) -> bool:
-        restarts.append(1)
-        return True  # but pgpool does not come back on the new port (say it cannot bind)
+    def kill(pid: int, signum: int) -> None:
+        restarts.append(signum)  # but pgpool does not come back on the new port (cannot bind)
 
-    loop, _ = make_loop(tmp_path, source, pgpool, restart=restart)
+    pid_file = tmp_path / "pgpool.pid"
+    pid_file.write_text("4242\n")
+    monkeypatch.setattr("os.kill", kill)
+    loop, _ = make_loop(tmp_path, source, pgpool, restart=actuator.signal_restart(str(pid_file)))
     loop.step()
     source.backends = (model.Backend("db", 6000, model.PRIMARY_FLAG),)
     for _ in range(4):
         loop.step()
-    assert restarts == [1]
+    assert restarts == [signal.SIGINT]
     assert loop.restart_needed == ("backend_port0",)
 
 

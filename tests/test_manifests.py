@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -113,23 +114,34 @@ def test_pgpoolsync_is_a_native_sidecar_that_renders_before_pgpool_starts() -> N
     assert mounts["/etc/pgpool"]["readOnly"] is True
 
 
-def test_rbac_grants_nothing_beyond_what_pgpoolsync_uses() -> None:
-    [role] = by_kind(build("pgo"), "Role")
+@pytest.mark.parametrize("overlay", ["pgo", "zalando"])
+def test_rbac_grants_exactly_the_calls_pgpoolsync_makes(overlay: str) -> None:
+    """The watches list and watch (never get), Events are created, and a rollout gets its pod
+    and ReplicaSet and gets and patches its one Deployment (tests/test_rollout.py records
+    those calls against the API double)."""
+    objs = build(overlay)
+    [role] = by_kind(objs, "Role")
+    [deploy] = by_kind(objs, "Deployment")
     granted = {
-        (g, r, v)
+        (g, r, v, tuple(rule.get("resourceNames") or ()))
         for rule in role["rules"]
         for g in rule["apiGroups"]
         for r in rule["resources"]
         for v in rule["verbs"]
     }
-    allowed = (
-        {("", "secrets", v) for v in ("get", "list", "watch")}
-        | {("", "services", v) for v in ("get", "list", "watch")}
-        | {("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")}
-        | {("", "events", "create"), ("", "events", "patch")}
+    name = (deploy["metadata"]["name"],)
+    assert granted == (
+        {("", "secrets", v, ()) for v in ("list", "watch")}
+        | {("", "services", v, ()) for v in ("list", "watch")}
+        | {("discovery.k8s.io", "endpointslices", v, ()) for v in ("list", "watch")}
+        | {
+            ("", "events", "create", ()),
+            ("", "pods", "get", ()),
+            ("apps", "replicasets", "get", ()),
+        }
+        | {("apps", "deployments", v, name) for v in ("get", "patch")}
     )
-    assert granted <= allowed
-    assert not by_kind(build("pgo"), "ClusterRole")
+    assert not by_kind(objs, "ClusterRole")
     assert not any("*" in str(rule) for rule in role["rules"])
 
 
@@ -203,3 +215,20 @@ def test_pdb_service_and_monitoring_match_the_pod() -> None:
     ports = {p["name"] for c in all_containers(docs) for p in c.get("ports", [])}
     [pm] = by_kind(docs, "PodMonitor")
     assert {e["port"] for e in pm["spec"]["podMetricsEndpoints"]} <= ports
+
+
+def test_a_renamed_deployment_is_still_the_one_the_role_lets_a_rollout_patch(
+    tmp_path: Path,
+) -> None:
+    overlay = os.path.relpath(ROOT / "manifests" / "overlays" / "pgo", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources:\n  - {overlay}\nnamePrefix: team-a-\n"
+    )
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
+    objs = tuple(d for d in yaml.safe_load_all(out) if d)
+    [role], [deploy] = by_kind(objs, "Role"), by_kind(objs, "Deployment")
+    assert deploy["metadata"]["name"] == "team-a-pgpool"
+    [rule] = [r for r in role["rules"] if "deployments" in r["resources"]]
+    assert rule["resourceNames"] == ["team-a-pgpool"]

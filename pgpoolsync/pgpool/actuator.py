@@ -125,7 +125,7 @@ class Applied:
     verified: bool = False  # pgpool was asked what it runs with, in this pass
     restart: tuple[str, ...] = ()  # what pgpool runs differently until it restarts
     unapplied: tuple[str, ...] = ()  # reloadable values pgpool is not running with
-    restarted: bool = False  # the restart policy restarted pgpool in this pass
+    restarted: RestartOutcome | None = None  # what the restart policy did in this pass
     nodes: NodeOutcome | None = None  # None: no node targets, or pgpool not reachable
 
     @property
@@ -152,6 +152,28 @@ class NodeCommandError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class RestartOutcome:
+    """What the restart policy did about a restart pgpool needs."""
+
+    restarted: bool = False  # pgpool was restarted in this pass (signal)
+    decision: str | None = None  # rollout: one of core.rollout's PATCH, PENDING, DONE, HOLD, ...
+    restart_hash: str | None = None
+    deployment: str | None = None
+    why: str = ""
+    requested_at: float | None = None  # wall clock: the Deployment's last rollout request
+    wait: float | None = None  # seconds until the policy may act again
+    error: str | None = None
+
+
+class Restarter(Protocol):
+    """A restart policy: called on every verified pass while pgpool needs a restart."""
+
+    def __call__(
+        self, state: DesiredState, names: tuple[str, ...], *, blocked: str | None
+    ) -> RestartOutcome: ...
+
+
 class Actuator:
     def __init__(
         self,
@@ -160,7 +182,7 @@ class Actuator:
         pool_key_file: Path,
         pool_key_seed: Path | None = None,
         pgpool: Pgpool,
-        restart: Callable[[Mapping[str, str]], bool] | None = None,
+        restart: Restarter | None = None,
         verify_seconds: float = 2.0,
         recheck_seconds: float = 60.0,
         settle_seconds: float = 3.0,
@@ -185,19 +207,19 @@ class Actuator:
         self._clock = clock
         self.reload_owed = True  # the first pass assumes nothing about what pgpool loaded
         self._verified_at: float | None = None
-        self._restarted_for: tuple[tuple[str, str], ...] | None = None
         self.restart_needed: tuple[str, ...] = ()
 
-    def apply(self, state: DesiredState) -> Applied:
+    def apply(self, state: DesiredState, *, blocked: str | None = None) -> Applied:
         """Write, reload if owed, verify; then bring pgpool's node status in step. Raises
-        OSError when the files cannot be written."""
-        applied = self._apply_config(state)
+        OSError when the files cannot be written. ``blocked``: why the restart policy must not
+        act (the desired state has fatal problems)."""
+        applied = self._apply_config(state, blocked=blocked)
         if not state.nodes or applied.reload_error is not None:
             return applied
         nodes = self._apply_nodes(state)
         return applied if nodes is None else replace(applied, nodes=nodes)
 
-    def _apply_config(self, state: DesiredState) -> Applied:
+    def _apply_config(self, state: DesiredState, *, blocked: str | None) -> Applied:
         changed = tuple(
             write_state(
                 state,
@@ -231,7 +253,7 @@ class Actuator:
         self.restart_needed = restart
         if unapplied:
             self.reload_owed = True  # retried with backoff by the loop
-        restarted = self._maybe_restart(params, restart)
+        restarted = self._maybe_restart(state, restart, blocked=blocked)
         return Applied(
             changed=changed,
             reloaded=reloaded,
@@ -392,35 +414,42 @@ class Actuator:
                 restart.append(CERT_CHANGE)
         return tuple(restart), found.unapplied
 
-    def _maybe_restart(self, params: Mapping[str, str], restart: tuple[str, ...]) -> bool:
-        """The restart policy, once per distinct target (never in a loop when a restart does not
-        bring pgpool to the desired values)."""
+    def _maybe_restart(
+        self, state: DesiredState, restart: tuple[str, ...], *, blocked: str | None
+    ) -> RestartOutcome | None:
         if not restart or self._restart is None:
-            return False
-        target = tuple(sorted((n, params.get(n, "")) for n in restart))
-        if target == self._restarted_for:
-            return False
-        if not self._restart(params):
-            return False
-        self._restarted_for = target
-        self.reload_owed = True  # verify again once pgpool is back
-        self._verified_at = None
-        log.info("restarted pgpool to apply %s", ", ".join(restart))
-        return True
+            return None
+        outcome = self._restart(state, restart, blocked=blocked)
+        if outcome.restarted:
+            self.reload_owed = True  # verify again once pgpool is back
+            self._verified_at = None
+            log.info("restarted pgpool to apply %s", ", ".join(restart))
+        return outcome
 
 
-def signal_restart(pid_file: str | None) -> Callable[[Mapping[str, str]], bool]:
+def signal_restart(pid_file: str | None) -> Restarter:
     """``--restart-policy signal``: SIGINT (fast shutdown: sessions drop) the pid in the pid
-    file, by default pgpool.conf's ``pid_file_name``; the container restarts pgpool."""
+    file, by default pgpool.conf's ``pid_file_name``; the container restarts pgpool. Once per
+    distinct target: never in a loop when a restart does not bring pgpool to the values."""
+    restarted_for: list[tuple[tuple[str, str], ...]] = []
 
-    def restart(params: Mapping[str, str]) -> bool:
+    def restart(
+        state: DesiredState, names: tuple[str, ...], *, blocked: str | None
+    ) -> RestartOutcome:
+        params = dict(state.params)
+        target = tuple(sorted((n, params.get(n, "")) for n in names))
+        if target in restarted_for[-1:]:
+            return RestartOutcome(why="already restarted for these values")
+        if blocked is not None:
+            return RestartOutcome(why=f"not while the desired state has problems: {blocked}")
         path = pid_file or params.get("pid_file_name") or ""
         try:
             pid = int(Path(path).read_text().split()[0])
             os.kill(pid, signal.SIGINT)
         except (OSError, ValueError, IndexError) as exc:
             log.error("restart policy: cannot signal pgpool via %s: %s", path, exc)
-            return False
-        return True
+            return RestartOutcome(error=f"cannot signal pgpool via {path}: {exc}")
+        restarted_for[:] = [target]
+        return RestartOutcome(restarted=True)
 
     return restart

@@ -76,6 +76,22 @@ class Metrics:
             "1 when written changes need a pgpool restart",
             registry=registry,
         )
+        self.rollouts_requested = Counter(
+            "pgpoolsync_rollouts_requested",
+            "Rolling restarts of the Deployment this sidecar asked for (--restart-policy rollout)",
+            registry=registry,
+        )
+        self.rollout_pending = Gauge(
+            "pgpoolsync_rollout_pending",
+            "1 while the Deployment rolls out the restart this pod's pgpool needs (the pod "
+            "waits to be replaced)",
+            registry=registry,
+        )
+        self.rollout_requested = Gauge(
+            "pgpoolsync_rollout_requested_timestamp_seconds",
+            "When the Deployment's last rollout was requested (0: never)",
+            registry=registry,
+        )
         self.unapplied = Gauge(
             "pgpoolsync_unapplied_params",
             "Reloadable parameters pgpool does not run with after a reload (refused values)",

@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from pgpoolsync.core import topology
+from pgpoolsync.core import rollout, topology
 from pgpoolsync.core.changes import describe_change
 from pgpoolsync.core.model import DesiredState, Origin, Problem
-from pgpoolsync.pgpool.actuator import Applied, NodeOutcome
+from pgpoolsync.pgpool.actuator import Applied, NodeOutcome, RestartOutcome
 from pgpoolsync.report.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class Reporter:
         self._restart: tuple[str, ...] = ()
         self._unapplied: tuple[str, ...] = ()
         self._node_error: str | None = None
+        self._rollout: tuple[str | None, str | None, str | None] = (None, None, None)
 
     def event(self, problem: Problem, reason: str) -> None:
         self._events(problem, reason)
@@ -150,6 +151,7 @@ class Reporter:
             log.info("reloaded pgpool")
         if applied.verified:
             self._drift(applied)
+            self._restart_policy(applied.restarted if applied.restart else None)
         if not applied.owes_reload:
             m.last_success.set(self._wall())
         for node in new.nodes:
@@ -191,6 +193,43 @@ class Reporter:
                     "NodeCommandFailed",
                 )
         self._node_error = outcome.error
+
+    def _restart_policy(self, outcome: RestartOutcome | None) -> None:
+        """One line (and Event) per distinct thing the restart policy did or found."""
+        m = self.metrics
+        if outcome is None:
+            m.rollout_pending.set(0)
+            self._rollout = (None, None, None)
+            return
+        if outcome.requested_at is not None:
+            m.rollout_requested.set(outcome.requested_at)
+        m.rollout_pending.set(1 if outcome.decision in (rollout.PATCH, rollout.PENDING) else 0)
+        key = (outcome.decision, outcome.restart_hash, outcome.error)
+        if key == self._rollout and outcome.decision != rollout.PATCH:
+            return
+        self._rollout = key
+        where = Origin("deployment", outcome.deployment) if outcome.deployment else _PGPOOL
+        target = f"deployment {outcome.deployment}" if outcome.deployment else "the Deployment"
+        if outcome.error is not None:
+            log.warning("restart policy: %s; retrying", outcome.error)
+            self._events(Problem(_PGPOOL, f"restart policy: {outcome.error}"), "RolloutFailed")
+        elif outcome.decision == rollout.PATCH:
+            m.rollouts_requested.inc()
+            log.info(
+                "requested a rollout of %s: restart hash %s (%s)",
+                target,
+                outcome.restart_hash,
+                outcome.why,
+            )
+            self._events(
+                Problem(where, f"rolling restart requested: restart hash {outcome.restart_hash}"),
+                "RolloutRequested",
+            )
+        elif outcome.decision == rollout.DONE:
+            log.warning("restart policy: %s", outcome.why)
+            self._events(Problem(_PGPOOL, outcome.why), "RestartDidNotApply")
+        elif outcome.decision is not None or outcome.why:
+            log.info("restart policy: %s", outcome.why)
 
     def _drift(self, applied: Applied) -> None:
         if applied.restart and applied.restart != self._restart:

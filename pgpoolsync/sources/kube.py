@@ -28,6 +28,7 @@ import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from pgpoolsync.core import rollout
 from pgpoolsync.sources import cache as watchcache
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ PATHS = {
     "services": "/api/v1/namespaces/{namespace}/services",
     "endpointslices": "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
     "events": "/api/v1/namespaces/{namespace}/events",
+    "pods": "/api/v1/namespaces/{namespace}/pods",
+    "replicasets": "/apis/apps/v1/namespaces/{namespace}/replicasets",
+    "deployments": "/apis/apps/v1/namespaces/{namespace}/deployments",
 }
 
 
@@ -85,6 +89,8 @@ def request(
     query: list[tuple[str, str]] | None = None,
     body: Obj | None = None,
     timeout: tuple[float, float] | None = None,
+    name: str | None = None,
+    content_type: str = "application/json",
 ) -> urllib3.BaseHTTPResponse:
     """One API call through the client's configuration, auth and REST layer; the raw response.
 
@@ -94,11 +100,14 @@ def request(
     """
     headers = {"Accept": "application/json"}
     if body is not None:
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = content_type
+    path, params = PATHS[kind], {"namespace": namespace}
+    if name is not None:
+        path, params["name"] = path + "/{name}", name
     method, url, headers, payload, post = api.param_serialize(
         method=method,
-        resource_path=PATHS[kind],
-        path_params={"namespace": namespace},
+        resource_path=path,
+        path_params=params,
         query_params=query or [],
         header_params=headers,
         body=body,
@@ -354,7 +363,7 @@ class EventRecorder:
             "kind": "Event",
             "metadata": {"generateName": f"{name}.", "namespace": self.namespace},
             "involvedObject": {
-                "apiVersion": "v1",
+                "apiVersion": "apps/v1" if kind == "Deployment" else "v1",
                 "kind": kind,
                 "name": name,
                 "namespace": self.namespace,
@@ -379,3 +388,43 @@ class EventRecorder:
                 name,
                 getattr(exc, "status", type(exc).__name__),
             )
+
+
+class Deployments:
+    """The calls a rollout makes, and no others (the Role in manifests/base allows exactly
+    these): get this pod and its ReplicaSet, get and merge-patch the owning Deployment."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, *, namespace: str) -> None:
+        self._api = api
+        self.namespace = namespace
+
+    def _call(self, method: str, kind: str, name: str, body: Obj | None = None) -> Obj:
+        try:
+            resp = request(
+                self._api,
+                method,
+                kind,
+                self.namespace,
+                name=name,
+                body=body,
+                timeout=(5, 10),
+                content_type="application/merge-patch+json",
+            )
+            try:
+                out: Obj = json.loads(resp.data)
+            finally:
+                resp.release_conn()
+        except ApiException as exc:
+            reason = exc.reason or ""
+            raise rollout.ApiError(
+                int(exc.status or 0), f"{method} {kind}/{name}: {exc.status} {reason}".strip()
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError, json.JSONDecodeError) as exc:
+            raise rollout.ApiError(0, f"{method} {kind}/{name}: {type(exc).__name__}") from None
+        return out
+
+    def get(self, kind: str, name: str) -> Obj:
+        return self._call("GET", kind, name)
+
+    def patch_deployment(self, name: str, body: Obj) -> Obj:
+        return self._call("PATCH", "deployments", name, body)

@@ -21,9 +21,9 @@ from pgpoolsync.sources.convert import KeyConfig, KubeNames, TlsResult, kube_sna
 
 log = logging.getLogger(__name__)
 
-_EVENT_KINDS = {"secret": "Secret", "service": "Service"}
+_EVENT_KINDS = {"secret": "Secret", "service": "Service", "deployment": "Deployment"}
 # Events about things going as they should are Normal; every other reason is a Warning.
-_NORMAL_REASONS = frozenset({"NodeAttached", "NodeRecycled"})
+_NORMAL_REASONS = frozenset({"NodeAttached", "NodeRecycled", "RolloutRequested"})
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,10 @@ class KubeSource:
                 warning=warning,
             )
         self._recorder.event(reason=reason, message=str(problem), warning=warning)
+
+    def deployments(self) -> kube.Deployments:
+        """The API calls of ``--restart-policy rollout``, on this source's client."""
+        return kube.Deployments(self._api, namespace=self.config.namespace)
 
     def stop(self) -> None:
         for w in self.watchers:

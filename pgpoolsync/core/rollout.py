@@ -1,0 +1,150 @@
+"""Rolling restarts: which part of a desired state needs a pgpool restart, and when to ask the
+Deployment for one. Pure.
+
+``restart_hash`` digests what pgpool reads only at start (the restart-only parameters, the SSL
+ones, each backend's address and ALWAYS_PRIMARY, the certificate). Every replica of the Deployment
+builds the same desired state from the same Secrets and env, so every sidecar computes the same
+hash: the pod template annotation it patches is the same value, and N sidecars cause one rollout.
+No password or key is digested (sensitive parameter names are left out, the TLS key too).
+
+``decide`` says what to do when this pod's pgpool needs a restart, from what the Deployment and
+the pod carry: a template already carrying the hash is a rollout in progress (leave it alone); a
+pod created from that template that still needs a restart means a restart does not help (never
+roll again for it); otherwise patch, at most once per ``min_interval`` across all replicas (the
+time of the last request is an annotation on the Deployment), and never while the desired state
+has fatal problems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from pgpoolsync.core.changes import RESTART_PARAMS
+from pgpoolsync.core.model import DesiredState
+
+# On the pod template (a change to it is what rolls the pods), and so on every pod made from it.
+HASH_ANNOTATION = "pgpoolsync.io/restart-hash"
+# On the Deployment's own metadata (does not roll anything): when the last rollout was asked for.
+REQUESTED_AT_ANNOTATION = "pgpoolsync.io/rollout-requested-at"
+
+_BACKEND_ADDRESS = re.compile(r"^backend_(hostname|port|data_directory)\d+$")
+_BACKEND_FLAG = re.compile(r"^backend_flag\d+$")
+_SENSITIVE = re.compile(r"password|secret|passphrase|key", re.IGNORECASE)
+
+PATCH = "patch"  # ask the Deployment for a rollout
+PENDING = "pending"  # a rollout carrying the hash is under way; this pod will be replaced
+DONE = "done"  # this pod was made for the hash and still needs a restart: rolling cannot help
+HOLD = "hold"  # the last rollout was asked for less than min_interval ago
+BLOCKED = "blocked"  # the desired state has fatal problems
+
+
+def restart_part(state: DesiredState) -> tuple[tuple[str, str], ...]:
+    """The (name, value) pairs pgpool takes only at start, sorted; no secret among them."""
+    out: list[tuple[str, str]] = []
+    for name, value in state.params:
+        if _SENSITIVE.search(name):
+            continue
+        if name in RESTART_PARAMS or name.startswith("ssl") or _BACKEND_ADDRESS.match(name):
+            out.append((name, value))
+        elif _BACKEND_FLAG.match(name):
+            # ALWAYS_PRIMARY cannot be removed by a reload; the rest of the flag is reloadable
+            # (and the topology actuator changes it for a moment around a detach).
+            out.append((name, "ALWAYS_PRIMARY" if "ALWAYS_PRIMARY" in value else ""))
+    if state.tls is not None:
+        out.append(("tls certificate", state.tls.cert_pem.decode("ascii", "replace")))
+        out.append(("tls ca", (state.tls.ca_pem or b"").decode("ascii", "replace")))
+    return tuple(sorted(out))
+
+
+def restart_hash(state: DesiredState) -> str:
+    """16 hex digits identifying what pgpool must start with."""
+    h = hashlib.sha256()
+    for name, value in restart_part(state):
+        for part in (name, value):
+            data = part.encode("utf-8", "surrogateescape")
+            h.update(len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # PATCH | PENDING | DONE | HOLD | BLOCKED
+    why: str
+    wait: float | None = None  # HOLD: seconds until a request is allowed
+
+
+def decide(
+    *,
+    desired: str,
+    template: str | None,
+    pod: str | None,
+    requested_at: float | None,
+    now: float,
+    min_interval: float,
+    blocked: str | None = None,
+) -> Decision:
+    """What to do about a restart this pod's pgpool needs. ``template``: the hash on the
+    Deployment's pod template; ``pod``: the one on this pod (the template it was made from);
+    ``requested_at``: wall-clock time of the last rollout request on the Deployment."""
+    if pod == desired:
+        return Decision(
+            DONE,
+            f"this pod was started for restart hash {desired} and pgpool still runs "
+            "differently: a restart does not apply it",
+        )
+    if template == desired:
+        return Decision(PENDING, f"the Deployment is rolling out restart hash {desired}")
+    if blocked is not None:
+        return Decision(BLOCKED, f"no rollout while the desired state has problems: {blocked}")
+    if requested_at is not None and now - requested_at < min_interval:
+        wait = min_interval - (now - requested_at)
+        return Decision(
+            HOLD,
+            f"the last rollout was requested {now - requested_at:.0f}s ago "
+            f"(--min-rollout-interval {min_interval:.0f}s)",
+            wait=max(wait, 0.0),
+        )
+    return Decision(PATCH, f"restart hash {desired} (the Deployment has {template or 'none'})")
+
+
+def patch_body(*, desired: str, now_text: str, resource_version: str | None) -> dict[str, object]:
+    """The merge patch: the hash on the pod template (rolls the pods), the request time on the
+    Deployment; with the resourceVersion read, so that of two sidecars racing one wins and the
+    other (409 Conflict) reads again and finds the rollout under way."""
+    meta: dict[str, object] = {"annotations": {REQUESTED_AT_ANNOTATION: now_text}}
+    if resource_version is not None:
+        meta["resourceVersion"] = resource_version
+    return {
+        "metadata": meta,
+        "spec": {"template": {"metadata": {"annotations": {HASH_ANNOTATION: desired}}}},
+    }
+
+
+class ApiError(Exception):
+    """A Kubernetes API call for a rollout failed (raised by the API edge, read by the policy)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def owner(obj: dict[str, object], kind: str) -> str | None:
+    """The name of the controlling owner of ``kind`` in an object's ownerReferences."""
+    meta = obj.get("metadata")
+    refs = meta.get("ownerReferences") if isinstance(meta, dict) else None
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("kind") == kind and ref.get("controller", True):
+            name = ref.get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def annotation(obj: dict[str, object], *path: str, key: str) -> str | None:
+    """``metadata.annotations[key]`` of ``obj`` (or of the object at ``path`` inside it)."""
+    node: object = obj
+    for step in (*path, "metadata", "annotations"):
+        node = node.get(step) if isinstance(node, dict) else None
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, str) else None
