@@ -238,7 +238,11 @@ def cmd_exporter(settings: ExporterSettings) -> int:
     from pgpoolsync.exporter.scrape import Scraper, mask  # noqa: PLC0415 - only this command needs psycopg
 
     registry = metrics.new_registry()
-    scraper = Scraper(conninfo=settings.conninfo, password=settings.password)
+    scraper = Scraper(
+        conninfo=settings.conninfo,
+        password=settings.password,
+        hold_seconds=settings.hold_connection_seconds,
+    )
     host, port = metrics.parse_listen(settings.listen)
     server = metrics.serve(
         registry=registry,
@@ -257,7 +261,9 @@ def cmd_exporter(settings: ExporterSettings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    stop.wait()
+    while not stop.wait(min(1.0, max(0.1, settings.hold_connection_seconds / 2))):
+        if scraper.close_idle():
+            log.debug("closed the idle connection to pgpool")
     server.shutdown()
     return EXIT_OK
 

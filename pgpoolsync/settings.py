@@ -258,6 +258,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     exp_env.add(
         "--data-source-pass-file", help="file holding the password (default: $DATA_SOURCE_PASS)"
     )
+    exp_env.add(
+        "--hold-connection-seconds",
+        help="keep the connection to pgpool this long after a scrape, then close it: pgpool's "
+        "smart shutdown waits for every client, so an exporter always connected would hold "
+        "it to the grace period (0: close after every scrape)",
+        default="5",
+        type=_nonneg_int,
+    )
     parser.set_defaults(
         _env_errors=top.errors + render_env.errors + run_env.errors + exp_env.errors
     )
@@ -269,6 +277,7 @@ class ExporterSettings:
     listen: str
     conninfo: str = field(repr=False)
     password: str | None = field(default=None, repr=False)
+    hold_connection_seconds: int = 5
 
 
 def _exporter_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> ExporterSettings:
@@ -279,7 +288,12 @@ def _exporter_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> Ex
     )
     if ns.data_source_pass_file:
         password = read_password_file("--data-source-pass-file", ns.data_source_pass_file)
-    return ExporterSettings(listen=ns.listen, conninfo=conninfo, password=password)
+    return ExporterSettings(
+        listen=ns.listen,
+        conninfo=conninfo,
+        password=password,
+        hold_connection_seconds=int(ns.hold_connection_seconds),
+    )
 
 
 def add_run_flags(p: _EnvParser) -> None:

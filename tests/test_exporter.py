@@ -318,6 +318,37 @@ def test_pgpool_down_gives_up_0_and_a_successful_scrape() -> None:
     assert "pgpool2_scrapes_total 1.0" in text
 
 
+def test_the_connection_is_closed_once_idle_for_the_hold_time_and_reopened_by_a_scrape() -> None:
+    now = [0.0]
+    conns: list[FakeConn] = []
+
+    def connect(*args: Any, **kw: Any) -> Any:
+        conns.append(FakeConn(set()))
+        return conns[-1]
+
+    scraper = exporter.Scraper(
+        conninfo="host=x", connect=connect, hold_seconds=5, clock=lambda: now[0]
+    )
+    scraper.scrape()
+    now[0] = 4.0
+    assert not scraper.close_idle() and not conns[0].closed
+    scraper.scrape()  # a scrape within the hold time reuses the connection
+    now[0] = 8.9
+    assert not scraper.close_idle() and len(conns) == 1
+    now[0] = 9.1
+    assert scraper.close_idle() and conns[0].closed
+    assert not scraper.close_idle()
+    scraper.scrape()
+    assert len(conns) == 2 and not conns[1].closed
+
+
+def test_without_a_hold_time_the_connection_stays_open() -> None:
+    conn = FakeConn(set())
+    scraper = exporter.Scraper(conninfo="host=x", connect=lambda *a, **k: conn, clock=lambda: 1e9)  # type: ignore[arg-type]
+    scraper.scrape()
+    assert not scraper.close_idle() and not conn.closed
+
+
 def test_conninfo_follows_pgpool2_exporter_env() -> None:
     info, pw = exporter.conninfo_from_env(
         {

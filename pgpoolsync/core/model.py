@@ -53,7 +53,7 @@ DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
 # pgpool versions the files are written for and tested on (CI runs 4.3 and 4.6).
 PGPOOL_VERSIONS = ("4.3", "4.4", "4.5", "4.6")
 # Renamed parameters, (old name, new name, version that renamed it): the newer pgpool ignores
-# the old name silently and the older one the new name, so both are written.
+# the old name (an INFO line only) and the older one the new name, so both are written.
 RENAMED_PARAMS = (("socket_dir", "unix_socket_directories", "4.4"),)
 # Parameters a pgpool older than the version given does not know (and ignores).
 ADDED_PARAMS = {

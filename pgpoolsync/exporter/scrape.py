@@ -2,8 +2,9 @@
 
 Owns the parsing of ``SHOW pool_nodes``, ``pool_backend_stats``, ``pool_health_check_stats``,
 ``pool_processes``, ``pool_pools`` and ``pool_cache`` into plain ``Family`` values (columns by
-name, so 4.3-4.5 all work), and ``Scraper``: one persistent psycopg connection, reconnected on
-failure, each SHOW isolated so one failure does not sink the others. Names and labels follow
+name, so 4.3-4.6 all work), and ``Scraper``: one psycopg connection, reconnected on failure and
+closed once idle for ``hold_seconds`` (so pgpool's smart shutdown never waits for the exporter),
+each SHOW isolated so one failure does not sink the others. Names and labels follow
 pgpool2_exporter; per-node families also carry ``node_id`` so two nodes on one host:port never
 collide. The ``*_cnt`` families are exposed untyped: the text format requires a counter to end in
 ``_total`` and pgpool2_exporter's names do not.
@@ -376,6 +377,7 @@ class Scraper:
         conninfo: str,
         password: str | None = None,
         connect_timeout: int = 5,
+        hold_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         connect: Callable[..., psycopg.Connection[Any]] = psycopg.connect,
     ) -> None:
@@ -385,6 +387,8 @@ class Scraper:
         self._clock = clock
         self._connect = connect
         self._conn: psycopg.Connection[Any] | None = None
+        self._hold = hold_seconds
+        self._used_at = 0.0
         self._lock = threading.Lock()
         self.scrapes = 0
         self.version = ""
@@ -423,7 +427,22 @@ class Scraper:
 
     def scrape(self) -> list[Family]:
         with self._lock:
-            return self._scrape()
+            try:
+                return self._scrape()
+            finally:
+                self._used_at = self._clock()
+
+    def close_idle(self) -> bool:
+        """Close the connection when no scrape used it for ``hold_seconds`` (None: never). A
+        client connected to pgpool holds up its smart shutdown (SIGTERM) until it leaves: the
+        exporter must not be that client between scrapes. True when it closed one."""
+        with self._lock:
+            if self._hold is None or self._conn is None:
+                return False
+            if self._clock() - self._used_at < self._hold:
+                return False
+            self._drop()
+            return True
 
     def _scrape(self) -> list[Family]:
         start = self._clock()
