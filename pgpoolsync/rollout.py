@@ -160,7 +160,9 @@ class Rollout:
             )
             # Until the next read, the passes after this one see the rollout under way.
             later = replace(
-                done, decision=rollout.PENDING, why=f"the Deployment is rolling out {desired}"
+                done,
+                decision=rollout.PENDING,
+                why=f"the Deployment is rolling out restart hash {desired}; this pod waits",
             )
             self._seen = _Seen(desired, later, self._clock())
             return done

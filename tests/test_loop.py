@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pgpoolsync.cli import main
-from pgpoolsync.core import model
+from pgpoolsync.core import model, rollout
 from pgpoolsync.core.changes import describe_change
 from pgpoolsync.pgpool import actuator
 from pgpoolsync.report.reporter import AsyncEvents
@@ -271,3 +271,41 @@ def test_kube_without_any_cluster_config_is_one_clear_line(
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "pass --kubeconfig FILE" in err
+
+
+def test_a_requested_rollout_is_one_log_line_one_event_and_a_metric_then_pending(
+    tmp_path: Path,
+) -> None:
+    source, pgpool = Source(), FakePgpool()
+    calls: list[str | None] = []
+
+    def policy(
+        state: model.DesiredState, names: tuple[str, ...], *, blocked: str | None
+    ) -> actuator.RestartOutcome:
+        calls.append(blocked)
+        first = len(calls) == 1
+        return actuator.RestartOutcome(
+            decision=rollout.PATCH if first else rollout.PENDING,
+            restart_hash="abc",
+            deployment="pgpool",
+            why="its pod template had no restart hash" if first else "rolling out abc",
+            requested_at=1234.0,
+        )
+
+    reasons: list[str] = []
+    loop, m = make_loop(
+        tmp_path, source, pgpool, restart=policy, events=lambda p, r: reasons.append(r)
+    )
+    loop.step()
+    assert calls == []  # nothing needs a restart
+    source.backends = (model.Backend("db", 6000, model.PRIMARY_FLAG),)
+    for _ in range(3):
+        loop.step()
+    assert calls == [None, None, None]
+    assert reasons.count("RolloutRequested") == 1
+    assert value(m, "pgpoolsync_rollouts_requested_total") == 1
+    assert value(m, "pgpoolsync_rollout_pending") == 1
+    assert value(m, "pgpoolsync_rollout_requested_timestamp_seconds") == 1234.0
+    source.creds.append(model.Problem(src("secret ns/bad"), "password contains a newline"))
+    loop.step()
+    assert calls[-1] == "secret ns/bad: password contains a newline"  # no rollout for it

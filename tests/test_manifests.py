@@ -232,3 +232,25 @@ def test_a_renamed_deployment_is_still_the_one_the_role_lets_a_rollout_patch(
     assert deploy["metadata"]["name"] == "team-a-pgpool"
     [rule] = [r for r in role["rules"] if "deployments" in r["resources"]]
     assert rule["resourceNames"] == ["team-a-pgpool"]
+
+
+def test_an_old_pod_drains_leaves_the_endpoints_first_then_smart_shutdown_within_the_grace() -> (
+    None
+):
+    objs = build("pgo")
+    [deploy] = by_kind(objs, "Deployment")
+    assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    spec = pod_spec(objs)
+    pgpool = next(c for c in spec["containers"] if c["name"] == "pgpool")
+    delay = pgpool["lifecycle"]["preStop"]["sleep"]["seconds"]
+    grace = spec["terminationGracePeriodSeconds"]
+    assert delay >= 5 and grace - delay >= 30  # time for sessions to finish after SIGTERM
+    assert "command" not in pgpool and "args" not in pgpool  # pgpool is PID 1: it gets SIGTERM
+    [sync] = spec["initContainers"]
+    env = {e["name"]: e.get("value") for e in sync["env"]}
+    assert env["PGPOOLSYNC_RESTART_POLICY"] == "rollout"
+    exporter = next(c for c in spec["containers"] if c["name"] == "exporter")
+    hold = {e["name"]: e.get("value") for e in exporter["env"]}[
+        "PGPOOLSYNC_HOLD_CONNECTION_SECONDS"
+    ]
+    assert int(hold) < grace - delay

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,4 +225,158 @@ def test_a_rotated_certificate_in_a_kube_secret_is_restart_required(
     finally:
         run.stop()
         pool.stop()
+        api.stop()
+
+
+def _served_serial(port: int) -> str:
+    """The serial of the certificate pgpool serves, as `openssl s_client -starttls postgres`."""
+    import subprocess
+
+    shown = subprocess.run(
+        ["openssl", "s_client", "-starttls", "postgres", "-connect", f"127.0.0.1:{port}"],
+        input=b"",
+        capture_output=True,
+        timeout=20,
+        check=False,
+    ).stdout
+    out = subprocess.run(
+        ["openssl", "x509", "-noout", "-serial"],
+        input=shown,
+        capture_output=True,
+        timeout=20,
+        check=True,
+    )
+    return out.stdout.decode().strip()
+
+
+def _serial(pem: bytes) -> str:
+    import subprocess
+
+    out = subprocess.run(
+        ["openssl", "x509", "-noout", "-serial"], input=pem, capture_output=True, check=True
+    )
+    return out.stdout.decode().strip()
+
+
+def test_a_renewed_certificate_rolls_the_deployment_once_and_the_new_pod_serves_it(
+    tls_cluster: PgCluster, pg_base: Path
+) -> None:
+    """--restart-policy rollout with --tls-secret: cert-manager renews the Secret → the old
+    pod's sidecar patches the Deployment once (restart hash on the pod template); the new pod
+    (made here as the Deployment controller would: a ReplicaSet and a pod from the patched
+    template, its own sidecar and pgpool) serves the new certificate and asks for nothing."""
+    from pgpoolsync.core import rollout
+    from tests.kubeapi import deployment, pod, replica_set
+
+    base = pg_base / "tls-rollout"
+    base.mkdir()
+    api = KubeApiDouble().start()
+    first = tls.generate_self_signed(["localhost"])
+    api.put(
+        "secrets",
+        secret(
+            "pgpool-tls", {"tls.crt": first.cert_pem.decode(), "tls.key": first.key_pem.decode()}
+        ),
+    )
+    api.put(
+        "secrets", secret("u", {"username": "tls_user", "password": "tls:pw"}, labels={"app": "db"})
+    )
+    api.put("deployments", deployment("pgpool"))
+    api.put("replicasets", replica_set("pgpool-old", "pgpool"))
+    api.put("pods", pod("pgpool-old-a", "pgpool-old"))
+    kubeconfig = str(api.write_kubeconfig(base / "kc"))
+    seed = base / "pgpool-key"
+    seed.write_text("a-key-every-pod-shares\n")  # the pgpool-key Secret, mounted in each pod
+    seed.chmod(0o600)
+
+    def pod_of(name: str, pod_name: str) -> tuple[Pgpool, RunProcess]:
+        d = base / name
+        d.mkdir()
+        pool = Pgpool(d, d / "config", key_file=d / "config" / ".pgpoolkey")
+        run = RunProcess(
+            pool,
+            tls_cluster,
+            log=d / "run.log",
+            env={"POD_NAME": pod_name, "PGPOOLSYNC_POOL_KEY_SEED_FILE": str(seed)},
+            args=[
+                "--kubeconfig",
+                kubeconfig,
+                "--namespace",
+                "default",
+                "--secret-selector",
+                "app=db",
+                "--tls",
+                "secret",
+                "--tls-secret",
+                "pgpool-tls",
+                "--restart-policy",
+                "rollout",
+                "--min-rollout-interval",
+                "3600",
+            ],
+        )
+        return pool, run
+
+    old_pool, old_run = pod_of("old", "pgpool-old-a")
+    new_pool = new_run = None
+    old_run.start()
+    old_pool.start()
+    try:
+        old_run.wait_first_reload()
+        assert _served_serial(old_pool.port) == _serial(first.cert_pem)
+        second = tls.generate_self_signed(["localhost"])
+        api.put(
+            "secrets",
+            secret(
+                "pgpool-tls",
+                {"tls.crt": second.cert_pem.decode(), "tls.key": second.key_pem.decode()},
+            ),
+        )
+        wait_until(
+            lambda: old_run.metric("pgpoolsync_rollouts_requested_total") == 1,
+            what="a rollout requested",
+        )
+        [(kind, name, body)] = api.store.patches
+        assert (kind, name) == ("deployments", "pgpool")
+        dep = api.store.objects[("deployments", "default")]["pgpool"]
+        wanted = rollout.annotation(dep, "spec", "template", key=rollout.HASH_ANNOTATION)
+        assert wanted == rollout.annotation(body, "spec", "template", key=rollout.HASH_ANNOTATION)
+        assert wanted is not None and f"restart hash {wanted}" in old_run.log_text()
+        assert old_run.metric("pgpoolsync_rollout_pending") == 1
+        assert old_run.metric("pgpoolsync_restart_required") == 1
+        # The old pod keeps serving (the old certificate) until it is replaced, asking no more.
+        assert can_login(old_pool, "tls_user", "tls:pw")
+        time.sleep(6)  # more than one recheck pass of the old sidecar
+        assert len(api.store.patches) == 1
+
+        # The Deployment controller: a new ReplicaSet, a pod from the patched template.
+        api.put("replicasets", replica_set("pgpool-new", "pgpool"))
+        api.put(
+            "pods", pod("pgpool-new-b", "pgpool-new", annotations={rollout.HASH_ANNOTATION: wanted})
+        )
+        new_pool, new_run = pod_of("new", "pgpool-new-b")
+        new_run.start()
+        new_pool.start()
+        new_run.wait_first_reload()
+        assert _served_serial(new_pool.port) == _serial(second.cert_pem) != _serial(first.cert_pem)
+        assert can_login(new_pool, "tls_user", "tls:pw")
+        wait_until(lambda: "pgpoolsync_restart_required 0.0" in new_run.get("/metrics")[1])
+        old_run.stop()  # the old pod is deleted: SIGTERM to each container
+        if old_pool.proc is not None:
+            old_pool.proc.send_signal(signal.SIGTERM)
+        time.sleep(3)
+        assert new_run.metric("pgpoolsync_rollouts_requested_total") == 0
+        assert len(api.store.patches) == 1
+        # Every call both sidecars made is one the Role in manifests/base allows.
+        from tests.test_rollout import _role_allows
+
+        for call in set(api.store.calls):
+            assert _role_allows(*call), call
+    finally:
+        for r in (old_run, new_run):
+            if r is not None:
+                r.stop()
+        for p in (old_pool, new_pool):
+            if p is not None:
+                p.stop()
         api.stop()

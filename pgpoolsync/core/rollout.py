@@ -95,7 +95,9 @@ def decide(
             "differently: a restart does not apply it",
         )
     if template == desired:
-        return Decision(PENDING, f"the Deployment is rolling out restart hash {desired}")
+        return Decision(
+            PENDING, f"the Deployment is rolling out restart hash {desired}; this pod waits"
+        )
     if blocked is not None:
         return Decision(BLOCKED, f"no rollout while the desired state has problems: {blocked}")
     if requested_at is not None and now - requested_at < min_interval:
@@ -106,7 +108,7 @@ def decide(
             f"(--min-rollout-interval {min_interval:.0f}s)",
             wait=max(wait, 0.0),
         )
-    return Decision(PATCH, f"restart hash {desired} (the Deployment has {template or 'none'})")
+    return Decision(PATCH, f"its pod template had {template or 'no restart hash'}")
 
 
 def patch_body(*, desired: str, now_text: str, resource_version: str | None) -> dict[str, object]:

@@ -216,7 +216,7 @@ class Reporter:
         elif outcome.decision == rollout.PATCH:
             m.rollouts_requested.inc()
             log.info(
-                "requested a rollout of %s: restart hash %s (%s)",
+                "requested a rollout of %s for restart hash %s (%s)",
                 target,
                 outcome.restart_hash,
                 outcome.why,
