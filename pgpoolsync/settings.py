@@ -134,7 +134,18 @@ def _nonneg_int(value: str) -> int:
 def add_common_flags(p: _EnvParser) -> None:
     env = p.environ
     legacy = env.get("PGPOOL_PASSWORD_ENCRYPTION_METHOD", "scram-sha-256")
-    p.add("--config-dir", help="directory pgpool reads its files from", default="/etc/pgpool")
+    if legacy not in ("scram-sha-256", "md5"):
+        p.errors.append(
+            f"PGPOOL_PASSWORD_ENCRYPTION_METHOD={legacy!r}: must be scram-sha-256 (AES entries) "
+            "or md5"
+        )
+    install_dir = env.get("PGPOOL_INSTALL_DIR")
+    p.add(
+        "--config-dir",
+        help="directory pgpool reads its files from (default: $PGPOOL_INSTALL_DIR/etc when "
+        "set, as the pgpool2_on_k8s image, else /etc/pgpool)",
+        default=f"{install_dir.rstrip('/')}/etc" if install_dir else "/etc/pgpool",
+    )
     p.add(
         "--secrets-dir",
         help="directory with one sub-directory per credential (username or user, password), "
@@ -443,12 +454,19 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
 
 
 def env_params(environ: Mapping[str, str]) -> list[Param]:
-    """``PGPOOL_PARAMS_<NAME>=<value>`` → ``<name> = '<value>'`` (environ splits at the first =)."""
-    return [
-        Param(name=key[len(PARAMS_PREFIX) :].lower(), value=value, source=env_origin(key))
-        for key, value in sorted(environ.items())
-        if key.startswith(PARAMS_PREFIX) and len(key) > len(PARAMS_PREFIX)
-    ]
+    """``PGPOOL_PARAMS_<NAME>=<value>`` → ``<name> = '<value>'`` (environ splits at the first =).
+    Two variables naming the same parameter in different case are refused (UsageError)."""
+    out: dict[str, Param] = {}
+    for key, value in sorted(environ.items()):
+        if not key.startswith(PARAMS_PREFIX) or len(key) <= len(PARAMS_PREFIX):
+            continue
+        name = key[len(PARAMS_PREFIX) :].lower()
+        if name in out:
+            raise UsageError(
+                f"{out[name].source.name} and {key} both set {name}: ambiguous, keep one"
+            )
+        out[name] = Param(name=name, value=value, source=env_origin(key))
+    return list(out.values())
 
 
 def env_credentials(environ: Mapping[str, str]) -> tuple[list[Credential | Problem], list[Problem]]:

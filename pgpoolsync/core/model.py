@@ -30,7 +30,9 @@ DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
     ("backend_clustering_mode", "streaming_replication"),
     ("listen_addresses", "*"),
     ("port", "9999"),
-    ("pcp_listen_addresses", "*"),
+    # PCP on loopback, as pgpool's own default and the pgpool2_on_k8s image: the sidecar reaches
+    # it on 127.0.0.1, nothing outside the Pod needs it.
+    ("pcp_listen_addresses", "localhost"),
     ("pcp_port", "9898"),
     ("num_init_children", "32"),
     ("max_pool", "4"),
@@ -462,6 +464,64 @@ def backend_params(backends: Sequence[Backend]) -> list[Param]:
     return out
 
 
+_BACKEND_HOSTNAME = re.compile(r"^backend_hostname(\d+)$")
+
+
+def backend_defaults(params: Sequence[Param]) -> list[Param]:
+    """Port, weight and flag for a backend given only its hostname (``PGPOOL_PARAMS_BACKEND_
+    HOSTNAME0`` alone, as pgpool2_on_k8s's minimal Deployment): pgpool's compiled-in
+    ``backend_port`` is 0, which marks the slot unused, so pgpool would start with no backend."""
+    names = {p.name for p in params}
+    out: list[Param] = []
+    for p in params:
+        m = _BACKEND_HOSTNAME.match(p.name)
+        if not m or not p.value:
+            continue
+        i = m.group(1)
+        src = Origin("default", f"for {p.source}")
+        for name, value in (
+            (f"backend_port{i}", "5432"),
+            (f"backend_weight{i}", "1"),
+            (f"backend_flag{i}", PRIMARY_FLAG if i == "0" else REPLICA_FLAG),
+        ):
+            if name not in names:
+                out.append(Param(name, value, src))
+    return out
+
+
+_PERIOD_CHECKS = (("sr_check_period", "sr_check"), ("health_check_period", "health_check"))
+
+
+def check_monitoring_users(params: Sequence[Param], users: Iterable[str]) -> list[Problem]:
+    """pgpool's streaming-replication and health checks log in as ``*_check_user``: with a
+    period above 0 that user must be set and have a password (``*_check_password`` or an entry
+    in pool_passwd), as the pgpool2_on_k8s image checks before it starts pgpool."""
+    by_name = {p.name: p for p in params}
+    known = set(users)
+    out: list[Problem] = []
+    for period_name, prefix in _PERIOD_CHECKS:
+        period = by_name.get(period_name)
+        try:
+            active = period is not None and int(period.value.strip() or "0") > 0
+        except ValueError:
+            continue  # reported by check_param
+        if not active or period is None:
+            continue
+        user = by_name.get(f"{prefix}_user")
+        password = by_name.get(f"{prefix}_password")
+        if user is None or not user.value:
+            out.append(Problem(period.source, f"{period_name} > 0 needs {prefix}_user"))
+        elif (password is None or not password.value) and user.value not in known:
+            out.append(
+                Problem(
+                    user.source,
+                    f"{prefix}_user {user.value!r} has no password: set {prefix}_password or "
+                    "give the user a credential (pool_passwd)",
+                )
+            )
+    return out
+
+
 def merge_params(layers: Iterable[Iterable[Param]]) -> tuple[list[Param], list[Problem]]:
     """Later layers override earlier ones; order of first appearance is kept."""
     merged: dict[str, Param] = {}
@@ -530,6 +590,7 @@ def build(inputs: Inputs) -> Outcome:
         return Outcome(None, tuple(problems))
     params, version_problems = version_params(params, version=inputs.pgpool_version)
     problems += version_problems
+    params += backend_defaults(params)
     if not any(p.name == "backend_hostname0" for p in params):
         problems.append(
             Problem(
@@ -571,6 +632,7 @@ def build(inputs: Inputs) -> Outcome:
     creds, dup_problems = dedupe_credentials(valid)
     problems += dup_problems
 
+    problems += check_monitoring_users(params, (c.user for c in creds))
     credential_sources = {c.source for c in inputs.credentials}
     config_broken = any(p.fatal and p.source not in credential_sources for p in problems)
     if config_broken:

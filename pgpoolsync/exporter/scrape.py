@@ -453,9 +453,10 @@ class Scraper:
         try:
             self.version = self._ping()
         except psycopg.Error as exc:
-            log.warning("pgpool is not reachable: %s", type(exc).__name__)
+            log.warning("pgpool is not reachable: %s", reason(exc))
             up = 0.0
             error = True
+            self.version = ""  # no version series for a pgpool that does not answer
         if up:
             assert self._conn is not None
             answers: list[tuple[Callable[[Table], list[Family]], list[Any]]] = []
@@ -522,6 +523,15 @@ class Scraper:
             )
         )
         return fams
+
+
+def reason(exc: BaseException) -> str:
+    """Why a connection failed, from the driver's message ("Connection refused", "password
+    authentication failed for user ..."): libpq never puts the password in it; a conninfo it
+    might echo is masked all the same."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return mask(text)[:300]
 
 
 def conninfo_from_env(

@@ -1,0 +1,160 @@
+"""Drop-in for the pgpool2_on_k8s image: its env means the same here (pgpool.docker/entrypoint.sh
+read in pgpool/pgpool2_on_k8s), differences are deliberate. Pure where it can be; one real
+pgpool check that a backend given only by its hostname is a backend pgpool uses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from devcluster import PgCluster, Pgpool, pgpoolsync_exe
+from pgpoolsync.core import model
+from pgpoolsync.exporter import scrape as exporter
+from pgpoolsync.pgpool import pcp
+from pgpoolsync.settings import UsageError, env_params, parse
+from tests.origins import src
+from tests.pgpool_helpers import write_secret
+from tests.test_exporter import FakeConn
+
+
+def _build(
+    params: dict[str, str], *, users: tuple[str, ...] = (), backends: bool = False
+) -> model.Outcome:
+    return model.build(
+        model.Inputs(
+            backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),) if backends else (),
+            params=tuple(
+                model.Param(n, v, src(f"env PGPOOL_PARAMS_{n.upper()}")) for n, v in params.items()
+            ),
+            credentials=tuple(model.Credential(u, "pw", src(f"secret ns/{u}")) for u in users),
+        )
+    )
+
+
+def _params(outcome: model.Outcome) -> dict[str, str]:
+    assert outcome.state is not None, outcome.problems
+    return dict(outcome.state.params)
+
+
+def test_a_backend_given_only_by_hostname_gets_port_weight_and_flag() -> None:
+    params = _params(_build({"backend_hostname0": "db-rw", "backend_hostname1": "db-ro"}))
+    assert (params["backend_port0"], params["backend_weight0"]) == ("5432", "1")
+    assert params["backend_flag0"] == model.PRIMARY_FLAG
+    assert (params["backend_port1"], params["backend_flag1"]) == ("5432", model.REPLICA_FLAG)
+
+
+def test_an_explicit_backend_port_is_kept() -> None:
+    params = _params(_build({"backend_hostname0": "db", "backend_port0": "6432"}))
+    assert params["backend_port0"] == "6432"
+
+
+def test_pcp_listens_on_loopback_by_default_as_pgpool_and_the_image_do() -> None:
+    assert _params(_build({}, backends=True))["pcp_listen_addresses"] == "localhost"
+
+
+def test_two_variables_for_one_parameter_in_different_case_are_refused_naming_both() -> None:
+    with pytest.raises(UsageError, match="PGPOOL_PARAMS_PORT and PGPOOL_PARAMS_Port both set port"):
+        env_params({"PGPOOL_PARAMS_PORT": "1", "PGPOOL_PARAMS_Port": "2"})
+
+
+def test_an_unknown_password_encryption_method_is_refused_naming_the_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse(["render"], {"PGPOOL_PASSWORD_ENCRYPTION_METHOD": "password"})
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "PGPOOL_PASSWORD_ENCRYPTION_METHOD='password': must be scram-sha-256" in err
+
+
+def test_pgpool_install_dir_is_the_default_config_dir_as_in_the_image() -> None:
+    settings = parse(["render"], {"PGPOOL_INSTALL_DIR": "/opt/pgpool"})
+    assert settings.common is not None
+    assert settings.common.config_dir == Path("/opt/pgpool/etc")
+    flagged = parse(["render", "--config-dir", "/x"], {"PGPOOL_INSTALL_DIR": "/opt/pgpool"})
+    assert flagged.common is not None and flagged.common.config_dir == Path("/x")
+
+
+@pytest.mark.parametrize("prefix", ["sr_check", "health_check"])
+def test_a_check_period_needs_its_user_and_a_password(prefix: str) -> None:
+    period = f"{prefix}_period"
+    no_user = _build({period: "10"}, backends=True)
+    assert no_user.state is None
+    assert [str(p) for p in no_user.errors] == [
+        f"env PGPOOL_PARAMS_{period.upper()}: {period} > 0 needs {prefix}_user"
+    ]
+    no_password = _build({period: "10", f"{prefix}_user": "mon"}, backends=True)
+    assert no_password.state is None
+    assert f"{prefix}_user 'mon' has no password" in str(no_password.errors[0])
+    # A password in pgpool.conf, or the user's entry in pool_passwd, will do.
+    with_password = {period: "10", f"{prefix}_user": "mon", f"{prefix}_password": "x"}
+    assert _build(with_password, backends=True).state is not None
+    assert _build({period: "10", f"{prefix}_user": "mon"}, backends=True, users=("mon",)).state
+    assert _build({period: "0"}, backends=True).state is not None
+
+
+def test_the_exporter_names_why_pgpool_is_unreachable_and_drops_the_version() -> None:
+    calls = [0]
+
+    def connect(*args: object, **kw: object) -> Any:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise psycopg.OperationalError(
+                'connection failed: connection to server at "127.0.0.1", port 9999 failed: '
+                "Connection refused\n\tIs the server running on that host?"
+            )
+        return FakeConn(set())
+
+    scraper = exporter.Scraper(conninfo="postgresql://mon:s3cret@h:9999/x", connect=connect)
+    first = {f.name for f in scraper.scrape()}
+    scraper._drop()  # pgpool goes away
+    second = {f.name for f in scraper.scrape()}
+    assert "pgpool2_version_info" in first
+    assert "pgpool2_version_info" not in second and "pgpool2_version" not in second
+    why = exporter.reason(
+        psycopg.OperationalError("connection to server at h failed: password=s3cret rejected")
+    )
+    assert "s3cret" not in why and "rejected" in why
+    refused = exporter.reason(psycopg.OperationalError("connection failed: Connection refused\nx"))
+    assert refused == "connection failed: Connection refused"
+
+
+@pytest.mark.real
+def test_pgpool_uses_a_backend_given_only_by_hostname(cluster: PgCluster, pg_base: Path) -> None:
+    """Without the defaults pgpool 4.3 starts with backend_port0 = 0: no backend at all."""
+    base = pg_base / "dropin"
+    write_secret(base / "secrets", "u", "dropin_user", "x")
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        **pool.params(),
+        "PGPOOL_PARAMS_BACKEND_HOSTNAME0": "127.0.0.1",
+        "PGPOOL_PCP_USER": "pcpadmin",
+        "PGPOOL_PCP_PASSWORD": "pcp:pw",
+    }
+    argv = [
+        pgpoolsync_exe(),
+        "render",
+        "--config-dir",
+        str(pool.config_dir),
+        "--secrets-dir",
+        str(base / "secrets"),
+        "--pool-key-file",
+        str(pool.key_file),
+    ]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    pool.start()
+    try:
+        with pcp.PcpClient("127.0.0.1", pool.pcp_port) as client:
+            client.login("pcpadmin", "pcp:pw")
+            assert client.node_count() == 1
+            node = client.node_info(0)
+            assert (node.host, node.port) == ("127.0.0.1", 5432)
+    finally:
+        pool.stop()
