@@ -20,6 +20,7 @@ pytestmark = pytest.mark.real
 PGPOOL2_EXPORTER_NAMES = {
     "pgpool2_frontend_total",
     "pgpool2_backend_total",
+    "pgpool2_backend_by_process_total",
     *(
         f"pgpool2_pool_health_check_stats_{c}"
         for c in (
@@ -183,3 +184,90 @@ def test_every_dashboard_query_uses_a_metric_the_exporter_emits(
     emitted = {ln.split("{")[0].split(" ")[0] for ln in text.splitlines() if ln and ln[0] != "#"}
     used = dashboard_metrics("pgpool2_")
     assert used and used <= emitted, used - emitted
+
+
+# Every family pgpool2_exporter v1.2.2 emits (its metricMaps and the families it builds by hand,
+# read in pgpool/pgpool2_exporter's pgpool2_exporter.go), by sample name.
+PGPOOL2_EXPORTER_FAMILIES = (
+    "pgpool2_up",
+    "pgpool2_scrapes_total",
+    "pgpool2_last_scrape_error",
+    "pgpool2_last_scrape_duration_seconds",
+    *(f"pgpool2_pool_nodes_{c}" for c in ("status", "select_cnt", "replication_delay")),
+    *(
+        f"pgpool2_pool_backend_stats_{c}"
+        for c in (
+            "status",
+            "select_cnt",
+            "insert_cnt",
+            "update_cnt",
+            "delete_cnt",
+            "ddl_cnt",
+            "other_cnt",
+            "panic_cnt",
+            "fatal_cnt",
+            "error_cnt",
+        )
+    ),
+    *(
+        f"pgpool2_pool_health_check_stats_{c}"
+        for c in (
+            "status",
+            "total_count",
+            "success_count",
+            "fail_count",
+            "skip_count",
+            "retry_count",
+            "average_retry_count",
+            "max_retry_count",
+            "max_duration",
+            "min_duration",
+            "average_duration",
+        )
+    ),
+    "pgpool2_frontend_total",
+    "pgpool2_frontend_used",
+    "pgpool2_frontend_used_ratio",
+    "pgpool2_backend_total",
+    "pgpool2_backend_used",
+    "pgpool2_backend_used_ratio",
+    "pgpool2_backend_by_process_total",
+    "pgpool2_backend_by_process_used",
+    "pgpool2_backend_by_process_used_ratio",
+    *(
+        f"pgpool2_pool_cache_{c}"
+        for c in (
+            "num_cache_hits",
+            "num_selects",
+            "cache_hit_ratio",
+            "num_hash_entries",
+            "used_hash_entries",
+            "num_cache_entries",
+            "used_cache_entries_size",
+            "free_cache_entries_size",
+            "fragment_cache_entries_size",
+        )
+    ),
+)
+
+
+def test_every_family_pgpool2_exporter_emits_is_here_with_samples(
+    pool: Pgpool, exporter_url: str
+) -> None:
+    if not pool.running():
+        pool.start()
+    wait_until(lambda: _sample(_scrape(exporter_url), "pgpool2_up ") == 1.0, what="up")
+    text = _scrape(exporter_url)
+    names = {
+        line.split("{", 1)[0].split(" ", 1)[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    missing = [f for f in PGPOOL2_EXPORTER_FAMILIES if f not in names]
+    assert not missing, missing
+    assert len(PGPOOL2_EXPORTER_FAMILIES) == 46
+    # The exporter's own session holds a slot: its child's by-process series carry its labels.
+    used = [ln for ln in text.splitlines() if ln.startswith("pgpool2_backend_by_process_used{")]
+    assert any('username="monitor"' in ln and 'database="postgres"' in ln for ln in used), used
+    pid = used[0].split('pool_pid="', 1)[1].split('"', 1)[0]
+    assert _sample(text, f'pgpool2_backend_by_process_total{{pool_pid="{pid}"}}') == 4.0  # 2x2

@@ -185,12 +185,15 @@ HEALTH_COLS = {
     "average_duration": "Average health check duration in milliseconds",
 }
 CACHE_COLS = {
+    "num_cache_hits": "The number of hits against the query cache",
+    "num_selects": "The number of SELECT that did not hit against the query cache",
     "cache_hit_ratio": "Query cache hit ratio",
     "num_hash_entries": "Number of total hash entries",
     "used_hash_entries": "Number of used hash entries",
     "num_cache_entries": "Number of used cache entries",
     "used_cache_entries_size": "Total size of used cache size",
     "free_cache_entries_size": "Total size of free cache size",
+    "fragment_cache_entries_size": "Total size in bytes of the fragmented cache",
 }
 
 
@@ -306,10 +309,55 @@ def parse_processes(t: Table) -> list[Family]:
     ]
 
 
+def _by_process(t: Table) -> list[Family]:
+    """pgpool2_exporter's per-child families: slots in use by (pool_pid, pool_id, backend_id,
+    username, database), and per child with a slot in use, its slots and the share in use."""
+
+    def col(name: str) -> list[str]:
+        values = t.column(name) or [None] * t.nrows
+        return ["" if v is None else v for v in values]
+
+    slots: dict[str, int] = {}
+    in_use: dict[tuple[str, str, str, str, str], int] = {}
+    for pid, pool, backend, user, db in zip(
+        col("pool_pid"),
+        col("pool_id"),
+        col("backend_id"),
+        col("username"),
+        col("database"),
+        strict=True,
+    ):
+        if pid:
+            slots[pid] = slots.get(pid, 0) + 1
+        if user:
+            key = (pid, pool, backend, user, db)
+            in_use[key] = in_use.get(key, 0) + 1
+    used = Family(
+        f"{NS}_backend_by_process_used", "gauge", "Number of backend connection slots in use"
+    )
+    per_pid: dict[str, int] = {}
+    for (pid, pool, backend, user, db), count in sorted(in_use.items()):
+        used.add(
+            float(count), pool_pid=pid, pool_id=pool, backend_id=backend, username=user, database=db
+        )
+        per_pid[pid] = per_pid.get(pid, 0) + 1  # distinct (pool, backend, user, db), as theirs
+    ratio = Family(
+        f"{NS}_backend_by_process_used_ratio", "gauge", "Number of backend connection slots in use"
+    )
+    total = Family(
+        f"{NS}_backend_by_process_total", "gauge", "Number of backend connection slots in use"
+    )
+    for pid in sorted(per_pid):
+        ratio.add(per_pid[pid] / slots[pid] if slots.get(pid) else math.nan, pool_pid=pid)
+        total.add(float(slots.get(pid, 0)), pool_pid=pid)
+    return [used, ratio, total]
+
+
 def parse_pools(t: Table) -> list[Family]:
     total = t.nonempty("pool_pid")
     used = t.nonempty("username")
     return [
+        *_by_process(t),
         Family(
             f"{NS}_backend_total",
             "gauge",
