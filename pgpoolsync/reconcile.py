@@ -54,6 +54,7 @@ def inputs_from(common: Common, snap: model.Snapshot, *, hba_text: str | None) -
         tls_dir=str(common.config_dir.absolute()),
         tls_required=common.tls_required,
         pgpool_version=common.pgpool_version,
+        pool_passwd=common.pool_passwd,
     )
 
 

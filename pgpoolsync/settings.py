@@ -50,6 +50,7 @@ class Common:
     tls_names: tuple[str, ...] = ()
     tls_required: bool = False
     pgpool_version: str = "4.3"
+    pool_passwd: bool = True
     env_params: tuple[Param, ...] = ()
     env_credentials: tuple[Credential | Problem, ...] = field(default=(), repr=False)
     pcp_users: tuple[Credential, ...] = field(default=(), repr=False)
@@ -453,6 +454,11 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
     )
 
 
+def _truthy(value: str) -> bool:
+    """The image's test for its boolean variables: yes, true, on (and pgpool's 1)."""
+    return value.strip().lower().strip("'") in ("yes", "true", "on", "1")
+
+
 def env_params(environ: Mapping[str, str]) -> list[Param]:
     """``PGPOOL_PARAMS_<NAME>=<value>`` → ``<name> = '<value>'`` (environ splits at the first =).
     Two variables naming the same parameter in different case are refused (UsageError)."""
@@ -516,6 +522,14 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
     config_dir = Path(ns.config_dir)
     key_file = ns.pool_key_file or environ.get("PGPOOLKEYFILE") or config_dir / DEFAULT_KEY_NAME
     creds, warnings = env_credentials(environ)
+    params = env_params(environ)
+    ssl_asked = any(p.name == "ssl" and _truthy(p.value) for p in params)
+    pool_passwd = _truthy(environ.get("PGPOOL_ENABLE_POOL_PASSWD", "true"))
+    if ssl_asked and ns.tls == "off":
+        raise UsageError(
+            "PGPOOL_PARAMS_SSL=on with --tls off: pgpool would run with ssl = on and no "
+            "certificate; use --tls auto (a self-signed pair, as the image makes) or --tls secret"
+        )
     return Common(
         config_dir=config_dir,
         secrets_dir=Path(ns.secrets_dir) if ns.secrets_dir else None,
@@ -532,9 +546,11 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
         tls=ns.tls,
         tls_dir=Path(ns.tls_dir) if ns.tls_dir else None,
         tls_names=_comma_list(ns.tls_names),
-        tls_required=bool(ns.tls_required),
+        # PGPOOL_PARAMS_SSL=on asks for TLS: the image's pool_hba then has only hostssl lines.
+        tls_required=bool(ns.tls_required) or ssl_asked or not pool_passwd,
         pgpool_version=ns.pgpool_version,
-        env_params=tuple(env_params(environ)),
+        pool_passwd=pool_passwd,
+        env_params=tuple(params),
         env_credentials=tuple(creds),
         pcp_users=tuple(_pcp_users(ns, environ)),
         env_warnings=tuple(warnings),

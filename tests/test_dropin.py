@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,12 @@ import psycopg
 import pytest
 
 from devcluster import PgCluster, Pgpool, pgpoolsync_exe
-from pgpoolsync.core import model
+from pgpoolsync.core import model, tls
 from pgpoolsync.exporter import scrape as exporter
 from pgpoolsync.pgpool import pcp
 from pgpoolsync.settings import UsageError, env_params, parse
 from tests.origins import src
-from tests.pgpool_helpers import write_secret
+from tests.pgpool_helpers import render_cli, write_secret
 from tests.test_exporter import FakeConn
 
 
@@ -156,5 +157,73 @@ def test_pgpool_uses_a_backend_given_only_by_hostname(cluster: PgCluster, pg_bas
             assert client.node_count() == 1
             node = client.node_info(0)
             assert (node.host, node.port) == ("127.0.0.1", 5432)
+    finally:
+        pool.stop()
+
+
+def _common(argv: list[str], env: dict[str, str]) -> Any:
+    settings = parse(["render", *argv], env)
+    assert settings.common is not None
+    return settings.common
+
+
+def test_pgpool_params_ssl_on_asks_for_tls_and_gets_it_required() -> None:
+    common = _common([], {"PGPOOL_PARAMS_SSL": "on"})
+    assert common.tls == "auto" and common.tls_required
+    with pytest.raises(UsageError, match="PGPOOL_PARAMS_SSL=on with --tls off"):
+        _common(["--tls", "off"], {"PGPOOL_PARAMS_SSL": "on"})
+
+
+def _tls_inputs(**kw: Any) -> model.Inputs:
+    return model.Inputs(
+        backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),),
+        credentials=(model.Credential("alice", "pw", src("secret ns/alice")),),
+        tls=tls.generate_self_signed(["pgpool"]),
+        tls_required=True,
+        pool_passwd=False,
+        **kw,
+    )
+
+
+def test_without_pool_passwd_clients_send_passwords_over_tls_only() -> None:
+    out = model.build(_tls_inputs())
+    assert out.state is not None and out.state.credentials == ()
+    assert out.state.hba_rules == (
+        "local   all   all   trust",
+        "hostssl all   all   all   password",
+    )
+
+
+def test_without_pool_passwd_tls_off_or_a_pool_hba_without_hostssl_is_refused() -> None:
+    no_tls = model.build(replace(_tls_inputs(), tls=None))
+    assert no_tls.state is None
+    assert "PGPOOL_ENABLE_POOL_PASSWD: false sends clients' passwords in clear text" in str(
+        no_tls.errors[0]
+    )
+    plain = model.build(_tls_inputs(hba_text="host all all all password\n"))
+    assert plain.state is None and "add hostssl lines" in str(plain.errors[0])
+
+
+@pytest.mark.real
+def test_without_pool_passwd_a_scram_user_logs_in_over_tls_and_plain_is_refused(
+    cluster: PgCluster, pg_base: Path
+) -> None:
+    base = pg_base / "nopw"
+    cluster.set_role("nopw_user", "no:pw", encryption="scram-sha-256")
+    (base / "secrets").mkdir(parents=True)
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    result = render_cli(
+        pool, cluster, secrets=base / "secrets", env={"PGPOOL_ENABLE_POOL_PASSWD": "false"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert (pool.config_dir / "pool_passwd").read_text().strip() == ""
+    pool.start()
+    try:
+        with pool.connect("nopw_user", "no:pw", sslmode="require") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("nopw_user",)
+        with pytest.raises(psycopg.OperationalError):
+            pool.connect("nopw_user", "wrong", sslmode="require").close()
+        with pytest.raises(psycopg.OperationalError):
+            pool.connect("nopw_user", "no:pw", sslmode="disable").close()
     finally:
         pool.stop()

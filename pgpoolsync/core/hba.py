@@ -14,6 +14,9 @@ import re
 CONNECTION_TYPES = frozenset({"local", "host", "hostssl", "hostnossl"})
 METHODS = frozenset({"trust", "reject", "md5", "password", "scram-sha-256", "pam", "ldap", "cert"})
 AUTH_METHODS = ("scram-sha-256", "md5")
+# Clear-text password from the client, checked by the backend: only over TLS, and only when
+# pool_passwd is off (PGPOOL_ENABLE_POOL_PASSWD=false, as pgpool2_on_k8s does then).
+PASSWORD_OVER_TLS = "password"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^\.?{_LABEL}(\.{_LABEL})*$")
 _TOKEN = re.compile(r'"[^"]*"|[^\s"]+')
@@ -21,6 +24,8 @@ _TOKEN = re.compile(r'"[^"]*"|[^\s"]+')
 
 def default_rules(*, auth_method: str, tls: bool = False, tls_required: bool = False) -> list[str]:
     """What pgpool2_on_k8s writes: local trust, then every host by the password method."""
+    if auth_method == PASSWORD_OVER_TLS:
+        return ["local   all   all   trust", f"hostssl all   all   all   {auth_method}"]
     if auth_method not in AUTH_METHODS:
         raise ValueError(f"unknown auth method {auth_method!r}")
     lines = ["local   all   all   trust"]

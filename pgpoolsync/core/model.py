@@ -207,6 +207,9 @@ class Inputs:
     tls_dir: str = "/etc/pgpool"  # where pgpool finds the TLS files (the config dir)
     tls_required: bool = False
     pgpool_version: str = "4.3"  # the pgpool that reads the files (--pgpool-version)
+    # False: no pool_passwd entries; clients send clear-text passwords, over TLS only, that the
+    # backends check (PGPOOL_ENABLE_POOL_PASSWD=false in pgpool2_on_k8s).
+    pool_passwd: bool = True
 
 
 @dataclass(frozen=True)
@@ -567,7 +570,15 @@ def build(inputs: Inputs) -> Outcome:
         problems.append(
             Problem(flag_origin("--password-format"), f"unknown format {inputs.password_format!r}")
         )
-    if inputs.auth_method not in hba.AUTH_METHODS:
+    if not inputs.pool_passwd and inputs.tls is None:
+        problems.append(
+            Problem(
+                env_origin("PGPOOL_ENABLE_POOL_PASSWD"),
+                "false sends clients' passwords in clear text: it needs TLS (--tls auto or "
+                "secret, not off)",
+            )
+        )
+    if inputs.pool_passwd and inputs.auth_method not in hba.AUTH_METHODS:
         problems.append(
             Problem(flag_origin("--auth-method"), f"unknown method {inputs.auth_method!r}")
         )
@@ -602,7 +613,9 @@ def build(inputs: Inputs) -> Outcome:
 
     if inputs.hba_text is None:
         rules = hba.default_rules(
-            auth_method=inputs.auth_method, tls=ssl, tls_required=inputs.tls_required
+            auth_method=inputs.auth_method if inputs.pool_passwd else hba.PASSWORD_OVER_TLS,
+            tls=ssl,
+            tls_required=inputs.tls_required,
         )
     else:
         problems += [
@@ -610,6 +623,14 @@ def build(inputs: Inputs) -> Outcome:
             for e in hba.validate(inputs.hba_text, ssl=ssl)
         ]
         rules = hba.rules_from_text(inputs.hba_text)
+        if not inputs.pool_passwd and not any(r.split()[:1] == ["hostssl"] for r in rules):
+            problems.append(
+                Problem(
+                    Origin("file", "pool_hba.conf"),
+                    "with PGPOOL_ENABLE_POOL_PASSWD=false clients send clear-text passwords: "
+                    "add hostssl lines to secure all connections",
+                )
+            )
 
     pcp_users: list[Credential] = []
     for pcp in inputs.pcp_users:
@@ -620,7 +641,7 @@ def build(inputs: Inputs) -> Outcome:
             pcp_users.append(pcp)
 
     valid: list[Credential] = []
-    for item in inputs.credentials:
+    for item in inputs.credentials if inputs.pool_passwd else ():
         if isinstance(item, Problem):
             problems.append(item)
             continue
