@@ -140,6 +140,10 @@ def add_common_flags(p: _EnvParser) -> None:
             f"PGPOOL_PASSWORD_ENCRYPTION_METHOD={legacy!r}: must be scram-sha-256 (AES entries) "
             "or md5"
         )
+    skip = env.get("PGPOOL_SKIP_PASSWORD_ENCRYPTION", "false").strip().lower()
+    default_format = (
+        "verbatim" if skip in ("yes", "true", "on") else "md5" if legacy == "md5" else "aes"
+    )
     install_dir = env.get("PGPOOL_INSTALL_DIR")
     p.add(
         "--config-dir",
@@ -165,8 +169,10 @@ def add_common_flags(p: _EnvParser) -> None:
     p.add(
         "--password-format",
         help="pool_passwd entries: aes (works with SCRAM and md5 backends), md5 (md5 backends "
-        "only), text (clear text)",
-        default="md5" if legacy == "md5" else "aes",
+        "only), text (clear text), verbatim (the values are md5…/AES…/TEXT… entries and the PCP "
+        "password an md5 digest already: written as they are; the default when "
+        "PGPOOL_SKIP_PASSWORD_ENCRYPTION=true, as the image)",
+        default=default_format,
         choices=passwd.FORMATS,
     )
     p.add(

@@ -227,3 +227,70 @@ def test_without_pool_passwd_a_scram_user_logs_in_over_tls_and_plain_is_refused(
             pool.connect("nopw_user", "no:pw", sslmode="disable").close()
     finally:
         pool.stop()
+
+
+def test_skip_password_encryption_copies_entries_verbatim_and_refuses_clear_passwords() -> None:
+    common = _common([], {"PGPOOL_SKIP_PASSWORD_ENCRYPTION": "true"})
+    assert common.password_format == "verbatim"
+    entries = {
+        "m": "md5" + "0" * 32,
+        "a": "AES" + "q83vEjRWeJq83vEjRWeJqw==",
+        "t": "TEXTpass:with colon",
+    }
+    out = model.build(
+        model.Inputs(
+            backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),),
+            credentials=(
+                *(
+                    model.Credential(u, e, src(f"env {u.upper()}_PASSWORD"))
+                    for u, e in entries.items()
+                ),
+                model.Credential("clear", "hunter2", src("env CLEAR_PASSWORD")),
+            ),
+            pcp_users=(model.Credential("pcp", "not-a-digest", src("env PGPOOL_PCP_PASSWORD")),),
+            password_format="verbatim",
+        )
+    )
+    errors = [str(p) for p in out.errors]
+    assert any(e.startswith("env CLEAR_PASSWORD: value of user 'clear' is not a") for e in errors)
+    assert any("env PGPOOL_PCP_PASSWORD: PCP password is not an md5" in e for e in errors)
+    assert all("hunter2" not in e for e in errors)
+
+
+@pytest.mark.real
+def test_skip_password_encryption_entries_log_in_through_real_pgpool(
+    cluster: PgCluster, pg_base: Path
+) -> None:
+    import hashlib
+
+    base = pg_base / "verbatim"
+    cluster.set_role("vb_md5", "md5:pw", encryption="md5")
+    cluster.set_role("vb_text", "text:pw", encryption="scram-sha-256")
+    (base / "secrets").mkdir(parents=True)
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    md5 = "md5" + hashlib.md5(b"md5:pwvb_md5", usedforsecurity=False).hexdigest()
+    pcp_digest = hashlib.md5(b"pcp:pw", usedforsecurity=False).hexdigest()
+    env = {
+        "PGPOOL_SKIP_PASSWORD_ENCRYPTION": "true",
+        "PGPOOL_PASSWORD_ENCRYPTION_METHOD": "md5",  # md5 entries: md5 in pool_hba, as the image
+        "A_USERNAME": "vb_md5",
+        "A_PASSWORD": md5,
+        "B_USERNAME": "vb_text",
+        "B_PASSWORD": "TEXTtext:pw",
+        "PGPOOL_PCP_USER": "pcpadmin",
+        "PGPOOL_PCP_PASSWORD": pcp_digest,
+    }
+    result = render_cli(pool, cluster, secrets=base / "secrets", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"vb_md5:{md5}" in (pool.config_dir / "pool_passwd").read_text()
+    assert (pool.config_dir / "pcp.conf").read_text().strip().endswith(f"pcpadmin:{pcp_digest}")
+    pool.start()
+    try:
+        for user, password in (("vb_md5", "md5:pw"), ("vb_text", "text:pw")):
+            with pool.connect(user, password) as conn:
+                assert conn.execute("SELECT current_user").fetchone() == (user,)
+        with pcp.PcpClient("127.0.0.1", pool.pcp_port) as client:
+            client.login("pcpadmin", "pcp:pw")
+            assert client.node_count() == 2
+    finally:
+        pool.stop()

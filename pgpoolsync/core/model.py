@@ -338,6 +338,15 @@ def check_credential(cred: Credential, *, password_format: str) -> Problem | Non
     bad = _forbidden_char(cred.password)
     if bad:
         return Problem(src, f"password of user {cred.user!r} contains {bad}")
+    if password_format == "verbatim":
+        if not passwd.is_entry(cred.password):
+            return Problem(
+                src,
+                f"value of user {cred.user!r} is not a pool_passwd entry (md5 + 32 hex digits, "
+                "AES + base64, or TEXT + password), as PGPOOL_SKIP_PASSWORD_ENCRYPTION=true "
+                "(--password-format verbatim) needs",
+            )
+        return None
     if passwd.looks_hashed(cred.password):
         return Problem(
             src,
@@ -635,6 +644,13 @@ def build(inputs: Inputs) -> Outcome:
     pcp_users: list[Credential] = []
     for pcp in inputs.pcp_users:
         problem = _check_pcp_user(pcp)
+        verbatim = inputs.password_format == "verbatim"
+        if problem is None and verbatim and not passwd.is_md5_hex(pcp.password):
+            problem = Problem(
+                pcp.source,
+                "PCP password is not an md5 hex digest (32 hex digits), as "
+                "PGPOOL_SKIP_PASSWORD_ENCRYPTION=true needs",
+            )
         if problem:
             problems.append(problem)
         else:

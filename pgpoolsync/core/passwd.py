@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -25,7 +26,7 @@ MAX_TEXT_PASSWORD_BYTES = MAX_FIELD - len(TEXT_PREFIX)
 # PostgreSQL role names are at most NAMEDATALEN - 1 bytes.
 MAX_USER_BYTES = 63
 
-FORMATS = ("aes", "md5", "text")
+FORMATS = ("aes", "md5", "text", "verbatim")  # verbatim: the values are entries already
 
 
 def derive_key_iv(pool_key: bytes) -> tuple[bytes, bytes]:
@@ -93,6 +94,30 @@ def pool_passwd_line(user: str, secret: str) -> str:
 def pcp_line(user: str, password: str) -> str:
     """pcp.conf: ``user:md5_hex(password)``."""
     digest = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
+    return f"{user}:{digest}"
+
+
+_B64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_entry(value: str) -> bool:
+    """A pool_passwd entry pgpool can use as it is: md5 + 32 hex, AES + base64, TEXT + text
+    (PGPOOL_SKIP_PASSWORD_ENCRYPTION=true in pgpool2_on_k8s)."""
+    if value.startswith(MD5_PREFIX):
+        return bool(_HEX32.match(value[len(MD5_PREFIX) :]))
+    if value.startswith(AES_PREFIX):
+        body = value[len(AES_PREFIX) :]
+        return bool(_B64.match(body)) and len(body) % 4 == 0
+    return value.startswith(TEXT_PREFIX) and len(value) > len(TEXT_PREFIX)
+
+
+def is_md5_hex(value: str) -> bool:
+    """What pcp.conf holds: md5 of the password, 32 lowercase hex digits."""
+    return bool(_HEX32.match(value))
+
+
+def pcp_verbatim_line(user: str, digest: str) -> str:
     return f"{user}:{digest}"
 
 

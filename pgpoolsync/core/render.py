@@ -70,6 +70,8 @@ def pool_passwd_entries(state: DesiredState, *, pool_key: bytes | None) -> list[
             passwd.pool_passwd_line(c.user, passwd.md5_entry(c.user, c.password))
             for c in state.credentials
         ]
+    if state.password_format == "verbatim":
+        return [passwd.pool_passwd_line(c.user, c.password) for c in state.credentials]
     return [
         passwd.pool_passwd_line(c.user, passwd.text_entry(c.password)) for c in state.credentials
     ]
@@ -82,7 +84,12 @@ def render(state: DesiredState, *, pool_key: bytes | None) -> dict[str, str]:
             entries=pool_passwd_entries(state, pool_key=pool_key)
         ),
         PCP_CONF: _ENV.get_template("pcp.conf.j2").render(
-            entries=[passwd.pcp_line(u.user, u.password) for u in state.pcp_users]
+            entries=[
+                passwd.pcp_verbatim_line(u.user, u.password)
+                if state.password_format == "verbatim"
+                else passwd.pcp_line(u.user, u.password)
+                for u in state.pcp_users
+            ]
         ),
     }
     if state.tls is not None:
