@@ -151,6 +151,8 @@ def cmd_run(common: Common, run: RunSettings) -> int:
             "--pcp-password-file, or PGPOOL_PCP_USER/PGPOOL_PCP_PASSWORD"
         )
     pcp_user = common.pcp_users[0]
+    for warning in common.env_warnings:
+        log.warning("%s", warning)
     preset = _preset(run)
     if preset is not None and preset.tls and common.tls == "off":
         log.warning(

@@ -49,7 +49,7 @@ def inputs_from(common: Common, snap: model.Snapshot, *, hba_text: str | None) -
         password_format=common.password_format,
         auth_method=common.auth_method,
         hba_text=hba_text,
-        problems=snap.problems,
+        problems=(*common.config_problems, *snap.problems),
         tls=snap.tls,
         tls_dir=str(common.config_dir.absolute()),
         tls_required=common.tls_required,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgpoolsync.core import hba, model, passwd, tls
+from pgpoolsync.core import hba, model, passwd, pgpoolconf, tls
 from pgpoolsync.core.model import Credential, Param, Problem, env_origin, flag_origin
 from pgpoolsync.core.presets import PRESETS
 
@@ -52,6 +52,7 @@ class Common:
     pgpool_version: str = "4.3"
     pool_passwd: bool = True
     env_params: tuple[Param, ...] = ()
+    config_problems: tuple[Problem, ...] = ()  # in a mounted pgpool.conf: no state is built
     env_credentials: tuple[Credential | Problem, ...] = field(default=(), repr=False)
     pcp_users: tuple[Credential, ...] = field(default=(), repr=False)
     env_warnings: tuple[Problem, ...] = ()
@@ -198,18 +199,29 @@ def add_common_flags(p: _EnvParser) -> None:
         help="when the pool key file is missing, create it (0600) from this file's first line, "
         "e.g. a mounted Secret, so the key is stable across pods",
     )
-    p.add("--pool-hba-file", help="use this pool_hba.conf (validated) instead of the default")
+    volume = config_volume(env)
+    mounted_hba = volume / "pool_hba.conf"
+    p.add(
+        "--pool-hba-file",
+        help="use this pool_hba.conf (validated) instead of the default (default: "
+        "$PGPOOL_CONF_VOLUME/pool_hba.conf when mounted, as the image)",
+        default=str(mounted_hba) if mounted_hba.is_file() else None,
+    )
+    mounted_tls = volume / "tls"
+    has_pair = (mounted_tls / "tls.crt").is_file() and (mounted_tls / "tls.key").is_file()
     p.add(
         "--tls",
         help="TLS for clients and backends: auto (a self-signed pair generated once and kept "
-        "in CONFIG_DIR), secret (tls.crt/tls.key[/ca.crt] from --tls-dir or --tls-secret), off",
-        default="auto",
+        "in CONFIG_DIR), secret (tls.crt/tls.key[/ca.crt] from --tls-dir or --tls-secret), off "
+        "(default: secret when $PGPOOL_CONF_VOLUME/tls holds a pair, as the image, else auto)",
+        default="secret" if has_pair else "auto",
         choices=tls.MODES,
     )
     p.add(
         "--tls-dir",
         help="directory with tls.crt, tls.key and optionally ca.crt (a mounted "
         "cert-manager Secret)",
+        default=str(mounted_tls) if has_pair else None,
     )
     p.add("--tls-names", help="extra DNS names/IPs for the auto certificate (comma-separated)")
     p.add(
@@ -460,6 +472,37 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
     )
 
 
+def config_volume(environ: Mapping[str, str]) -> Path:
+    """The pgpool2_on_k8s image's config volume: ``$PGPOOL_CONF_VOLUME``, default ``/config``."""
+    return Path(environ.get("PGPOOL_CONF_VOLUME") or "/config")
+
+
+def mounted_params(
+    environ: Mapping[str, str], params: list[Param]
+) -> tuple[list[Param], list[Problem], list[Problem]]:
+    """A pgpool.conf in the config volume is used instead of ``PGPOOL_PARAMS_*`` (as the image
+    does): (parameters, problems in the file, a warning naming the variables ignored)."""
+    path = config_volume(environ) / "pgpool.conf"
+    if not path.is_file():
+        return params, [], []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    found, problems = pgpoolconf.parse(text, path=str(path))
+    warnings = []
+    if params:
+        names = sorted(str(p.source.name) for p in params)
+        warnings.append(
+            Problem(
+                env_origin(*names),
+                f"ignored: the mounted {path} is used instead, as the pgpool2_on_k8s image does",
+                fatal=False,
+            )
+        )
+    return found, problems, warnings
+
+
 def _truthy(value: str) -> bool:
     """The image's test for its boolean variables: yes, true, on (and pgpool's 1)."""
     return value.strip().lower().strip("'") in ("yes", "true", "on", "1")
@@ -528,7 +571,8 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
     config_dir = Path(ns.config_dir)
     key_file = ns.pool_key_file or environ.get("PGPOOLKEYFILE") or config_dir / DEFAULT_KEY_NAME
     creds, warnings = env_credentials(environ)
-    params = env_params(environ)
+    params, file_problems, ignored = mounted_params(environ, env_params(environ))
+    warnings = [*warnings, *ignored]
     ssl_asked = any(p.name == "ssl" and _truthy(p.value) for p in params)
     pool_passwd = _truthy(environ.get("PGPOOL_ENABLE_POOL_PASSWD", "true"))
     if ssl_asked and ns.tls == "off":
@@ -557,6 +601,7 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
         pgpool_version=ns.pgpool_version,
         pool_passwd=pool_passwd,
         env_params=tuple(params),
+        config_problems=tuple(file_problems),
         env_credentials=tuple(creds),
         pcp_users=tuple(_pcp_users(ns, environ)),
         env_warnings=tuple(warnings),

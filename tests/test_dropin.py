@@ -294,3 +294,70 @@ def test_skip_password_encryption_entries_log_in_through_real_pgpool(
             assert client.node_count() == 2
     finally:
         pool.stop()
+
+
+def test_pgpool_conf_lines_parse_as_pgpool_reads_them() -> None:
+    from pgpoolsync.core import pgpoolconf
+
+    params, problems = pgpoolconf.parse(
+        "# comment\nport = 9999\nlisten_addresses = '*'   # all\nnum_init_children=8\n"
+        "backend_hostname0 'db'\nreplication_user = 'it''s'\nthis is not a line\n",
+        path="/config/pgpool.conf",
+    )
+    assert [(p.name, p.value) for p in params] == [
+        ("port", "9999"),
+        ("listen_addresses", "*"),
+        ("num_init_children", "8"),
+        ("backend_hostname0", "db"),
+        ("replication_user", "it's"),  # then refused by check_param: a quote ends a value
+    ]
+    assert [str(p) for p in problems] == ["/config/pgpool.conf:7: not a 'name = value' line"]
+
+
+@pytest.mark.real
+def test_a_mounted_config_volume_is_used_as_the_image_uses_it(
+    cluster: PgCluster, pg_base: Path
+) -> None:
+    """$PGPOOL_CONF_VOLUME/pgpool.conf replaces PGPOOL_PARAMS_* (a warning names them),
+    pool_hba.conf is used, tls/tls.crt + tls.key turn TLS on with that pair."""
+
+    base = pg_base / "volume"
+    volume = base / "config-volume"
+    (volume / "tls").mkdir(parents=True)
+    cluster.set_role("vol_user", "vol:pw", encryption="scram-sha-256")
+    write_secret(base / "secrets", "u", "vol_user", "vol:pw")
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    lines = [
+        f"{k[len('PGPOOL_PARAMS_') :].lower()} = '{v}'"
+        for k, v in pool.params().items()
+        if k != "PGPOOL_PARAMS_NUM_INIT_CHILDREN"
+    ]
+    (volume / "pgpool.conf").write_text("\n".join([*lines, "num_init_children = 3"]) + "\n")
+    (volume / "pool_hba.conf").write_text(
+        "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    pair = tls.generate_self_signed(["localhost"])
+    (volume / "tls" / "tls.crt").write_bytes(pair.cert_pem)
+    (volume / "tls" / "tls.key").write_bytes(pair.key_pem)
+    result = render_cli(
+        pool,
+        cluster,
+        secrets=base / "secrets",
+        env={"PGPOOL_CONF_VOLUME": str(volume), "PGPOOL_PARAMS_MAX_POOL": "3"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PGPOOL_PARAMS_MAX_POOL" in result.stderr and "is used instead" in result.stderr
+    conf = (pool.config_dir / "pgpool.conf").read_text()
+    assert "num_init_children = '3'" in conf and "max_pool = '3'" not in conf
+    assert "ssl = 'on'" in conf
+    assert (pool.config_dir / "pool_hba.conf").read_text().count("hostssl") == 1
+    pool.start()
+    try:
+        with pool.connect("vol_user", "vol:pw", sslmode="require") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("vol_user",)
+            assert conn.pgconn.ssl_in_use
+        with pytest.raises(psycopg.OperationalError):
+            pool.connect("vol_user", "vol:pw", sslmode="disable").close()
+        assert (pool.config_dir / "tls.crt").read_bytes() == pair.cert_pem
+    finally:
+        pool.stop()
