@@ -25,7 +25,14 @@ from pgpoolsync.report import metrics
 from pgpoolsync.report.metrics import Metrics
 from pgpoolsync.report.reporter import AsyncEvents, Reporter
 from pgpoolsync.rollout import DeploymentApi, Rollout
-from pgpoolsync.settings import Common, ExporterSettings, RunSettings, UsageError, parse
+from pgpoolsync.settings import (
+    Common,
+    ExporterSettings,
+    RunSettings,
+    UsageError,
+    parse,
+    scrubbed_env,
+)
 from pgpoolsync.sources import ChangeSignal, Source
 from pgpoolsync.sources.convert import TlsResult, keys_for
 from pgpoolsync.sources.dirsource import DirSource, SecretsDirError
@@ -73,6 +80,17 @@ def _dir_source(common: Common, preset: Preset | None, *, watch: bool) -> DirSou
         tls=_tls(common),
         watch=tuple(d for d in watched if d is not None),
     )
+
+
+def exec_after_render(then: Sequence[str], environ: Mapping[str, str]) -> None:
+    """Replace this process with ``then`` (pgpool as PID 1 in the drop-in image); never
+    returns unless the exec fails (UsageError)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(then[0], list(then), scrubbed_env(environ))  # noqa: S606 - argv, no shell
+    except OSError as exc:
+        raise UsageError(f"cannot exec {then[0]}: {exc.strerror}") from None
 
 
 def cmd_render(common: Common) -> int:
@@ -282,7 +300,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         if settings.command == "render":
             assert settings.common is not None
-            return cmd_render(settings.common)
+            status = cmd_render(settings.common)
+            if status == EXIT_OK and settings.then:
+                exec_after_render(settings.then, environ)
+            return status
         if settings.command == "exporter":
             assert settings.exporter is not None
             return cmd_exporter(settings.exporter)

@@ -11,6 +11,7 @@ Passwords are only ever read from the environment or files, never from argv.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class Settings:
     common: Common | None = None
     run: RunSettings | None = None
     exporter: ExporterSettings | None = None
+    then: tuple[str, ...] = ()  # render: the command to exec afterwards
 
 
 def env_name(flag: str) -> str:
@@ -259,6 +261,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     render_env = _EnvParser(render, environ)
     add_common_flags(render_env)
+    render.add_argument(
+        "then",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="after a successful render, exec COMMAND in place of pgpoolsync (its PID, so "
+        "signals reach it; the drop-in image runs pgpool so) with the credential variables "
+        "removed from its environment",
+    )
     run = subs.add_parser(
         "run",
         help="keep the files in step with a secrets directory or the Kubernetes API, "
@@ -472,6 +482,15 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
     )
 
 
+_SECRET_ENV = re.compile(r"(PASSWORD|PASS|SECRET|TOKEN|KEY)$|^PGPOOL_PARAMS_.*PASSWORD", re.I)
+
+
+def scrubbed_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a command exec'd after render: no password (``X_PASSWORD``,
+    ``PGPOOL_PCP_PASSWORD``, ``DATA_SOURCE_PASS``, ``PGPOOL_PARAMS_*PASSWORD*``, ...)."""
+    return {k: v for k, v in environ.items() if not _SECRET_ENV.search(k)}
+
+
 def config_volume(environ: Mapping[str, str]) -> Path:
     """The pgpool2_on_k8s image's config volume: ``$PGPOOL_CONF_VOLUME``, default ``/config``."""
     return Path(environ.get("PGPOOL_CONF_VOLUME") or "/config")
@@ -623,5 +642,6 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         log_format=ns.log_format,
         common=common,
         run=run,
+        then=tuple(a for i, a in enumerate(getattr(ns, "then", None) or []) if i or a != "--"),
         exporter=exporter,
     )

@@ -361,3 +361,86 @@ def test_a_mounted_config_volume_is_used_as_the_image_uses_it(
         assert (pool.config_dir / "tls.crt").read_bytes() == pair.cert_pem
     finally:
         pool.stop()
+
+
+def test_the_command_run_after_render_gets_no_password_in_its_environment() -> None:
+    from pgpoolsync.settings import scrubbed_env
+
+    env = scrubbed_env(
+        {
+            "PATH": "/usr/bin",
+            "ALICE_USERNAME": "alice",
+            "ALICE_PASSWORD": "s3cret",
+            "PGPOOL_PCP_PASSWORD": "p",
+            "DATA_SOURCE_PASS": "d",
+            "PGPOOL_PARAMS_SR_CHECK_PASSWORD": "x",
+            "PGPOOL_PARAMS_PORT": "9999",
+        }
+    )
+    assert env == {"PATH": "/usr/bin", "ALICE_USERNAME": "alice", "PGPOOL_PARAMS_PORT": "9999"}
+
+
+@pytest.mark.real
+def test_render_then_exec_runs_pgpool_in_its_place_and_sigterm_reaches_it(
+    cluster: PgCluster, pg_base: Path
+) -> None:
+    """The drop-in image's entrypoint: `pgpoolsync render ... -- pgpool -n ...`: pgpool has
+    pgpoolsync's PID (PID 1 in the container), no password in its environment, and SIGTERM is
+    its smart shutdown."""
+    import signal
+    import time
+
+    from devcluster import wait_port
+
+    base = pg_base / "exec"
+    cluster.set_role("exec_user", "exec:pw", encryption="scram-sha-256")
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    pool.rundir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        **pool.params(),
+        "EXEC_USERNAME": "exec_user",
+        "EXEC_PASSWORD": "exec:pw",
+        "PGPOOL_PCP_USER": "pcpadmin",
+        "PGPOOL_PCP_PASSWORD": "pcp:pw",
+    }
+    argv = [
+        pgpoolsync_exe(),
+        "render",
+        "--config-dir",
+        str(pool.config_dir),
+        "--pool-key-file",
+        str(pool.key_file),
+        *cluster.backend_args(),
+        "--",
+        *pool.argv(),
+    ]
+    with (base / "exec.log").open("ab") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(pool.port, timeout=30)
+        pid_file = pool.rundir / "pgpool.pid"
+        assert int(pid_file.read_text().replace("\0", " ").split()[0]) == proc.pid  # NUL-ended
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        assert b"exec:pw" not in environ and b"pcp:pw" not in environ
+        with pool.connect("exec_user", "exec:pw") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("exec_user",)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_drop_in_images_entrypoint_parses_as_render_then_pgpool() -> None:
+    text = (Path(__file__).resolve().parent.parent / "images/pgpool-dropin/Dockerfile").read_text()
+    import json
+
+    entry = json.loads(next(ln for ln in text.splitlines() if ln.startswith("ENTRYPOINT"))[11:])
+    settings = parse([*entry[1:], "--log-error-verbosity=default"], {"PGPOOL_INSTALL_DIR": "/o"})
+    assert settings.command == "render" and settings.common is not None
+    assert settings.common.config_dir == Path("/o/etc")
+    assert settings.then[0] == "/usr/sbin/pgpool" and settings.then[-1].startswith("--log")

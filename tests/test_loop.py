@@ -142,7 +142,7 @@ def test_the_signal_policy_restarts_once_per_target_not_in_a_loop(
         restarts.append(signum)  # but pgpool does not come back on the new port (cannot bind)
 
     pid_file = tmp_path / "pgpool.pid"
-    pid_file.write_text("4242\n")
+    pid_file.write_text("4242\0")  # as pgpool writes it: NUL-ended
     monkeypatch.setattr("os.kill", kill)
     loop, _ = make_loop(tmp_path, source, pgpool, restart=actuator.signal_restart(str(pid_file)))
     loop.step()

@@ -444,7 +444,8 @@ def signal_restart(pid_file: str | None) -> Restarter:
             return RestartOutcome(why=f"not while the desired state has problems: {blocked}")
         path = pid_file or params.get("pid_file_name") or ""
         try:
-            pid = int(Path(path).read_text().split()[0])
+            # pgpool ends the pid with a NUL byte, which str.split() keeps.
+            pid = int(Path(path).read_text().replace("\0", " ").split()[0])
             os.kill(pid, signal.SIGINT)
         except (OSError, ValueError, IndexError) as exc:
             log.error("restart policy: cannot signal pgpool via %s: %s", path, exc)
