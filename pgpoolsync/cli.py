@@ -46,6 +46,7 @@ log = logging.getLogger("pgpoolsync")
 EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_USAGE = 2
+EXIT_PARTIAL = 3  # render wrote the files, but some credentials were bad (named on stderr)
 
 
 def _read_hba(common: Common) -> str | None:
@@ -93,14 +94,14 @@ def exec_after_render(then: Sequence[str], environ: Mapping[str, str]) -> None:
         raise UsageError(f"cannot exec {then[0]}: {exc.strerror}") from None
 
 
-def cmd_render(common: Common) -> int:
+def cmd_render(common: Common, *, strict: bool = False) -> int:
     snap = _dir_source(common, None, watch=False).snapshot()
     outcome = reconcile.builder(common, hba_text=_read_hba(common))(snap)
     for problem in (*common.env_warnings, *outcome.problems):
         level = "error" if problem.fatal else "warning"
         print(f"pgpoolsync: {level}: {problem}", file=sys.stderr)
     state = outcome.state
-    if state is None or outcome.errors:
+    if state is None or (strict and outcome.errors):
         print("pgpoolsync: nothing written: fix the errors above", file=sys.stderr)
         return EXIT_INPUT
     changed = write_state(
@@ -119,6 +120,13 @@ def cmd_render(common: Common) -> int:
         )
     else:
         log.info("%s is up to date (%d users)", common.config_dir, len(state.credentials))
+    if outcome.errors:
+        print(
+            "pgpoolsync: written without the credentials above (each keeps its last good "
+            "entry, if it had one)",
+            file=sys.stderr,
+        )
+        return EXIT_PARTIAL
     return EXIT_OK
 
 
@@ -300,7 +308,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         if settings.command == "render":
             assert settings.common is not None
-            status = cmd_render(settings.common)
+            status = cmd_render(settings.common, strict=settings.strict)
             if status == EXIT_OK and settings.then:
                 exec_after_render(settings.then, environ)
             return status

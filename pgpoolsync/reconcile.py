@@ -14,8 +14,10 @@ import gc
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from pgpoolsync.core import model
+from pgpoolsync.pgpool import writer
 from pgpoolsync.pgpool.actuator import Actuator
 from pgpoolsync.report.reporter import Reporter
 from pgpoolsync.settings import Common
@@ -59,7 +61,21 @@ def inputs_from(common: Common, snap: model.Snapshot, *, hba_text: str | None) -
 
 
 def builder(common: Common, *, hba_text: str | None) -> Callable[[model.Snapshot], model.Outcome]:
-    return lambda snap: model.build(inputs_from(common, snap, hba_text=hba_text))
+    """Build the desired state; when a credential is bad, again with the entries of the
+    pool_passwd on disk (the last good files), so that its user keeps the entry it had."""
+
+    def build(snap: model.Snapshot) -> model.Outcome:
+        inputs = inputs_from(common, snap, hba_text=hba_text)
+        outcome = model.build(inputs)
+        given = sum(isinstance(c, model.Credential) for c in inputs.credentials)
+        if outcome.state is None or len(outcome.state.credentials) == given:
+            return outcome
+        previous = writer.read_pool_passwd(common.config_dir)
+        if not previous:
+            return outcome
+        return model.build(replace(inputs, previous_entries=previous))
+
+    return build
 
 
 class Loop:

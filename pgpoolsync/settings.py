@@ -68,6 +68,7 @@ class Settings:
     run: RunSettings | None = None
     exporter: ExporterSettings | None = None
     then: tuple[str, ...] = ()  # render: the command to exec afterwards
+    strict: bool = False  # render: all or nothing
 
 
 def env_name(flag: str) -> str:
@@ -261,6 +262,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     render_env = _EnvParser(render, environ)
     add_common_flags(render_env)
+    render_env.add(
+        "--strict",
+        help="write nothing when any input is bad, a credential too (default: a bad credential "
+        "skips that user, who keeps its entry from the last good pool_passwd, and exit 3)",
+        action="store_true",
+    )
     render.add_argument(
         "then",
         nargs=argparse.REMAINDER,
@@ -642,6 +649,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         log_format=ns.log_format,
         common=common,
         run=run,
+        strict=bool(getattr(ns, "strict", False)),
         then=tuple(a for i, a in enumerate(getattr(ns, "then", None) or []) if i or a != "--"),
         exporter=exporter,
     )

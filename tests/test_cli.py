@@ -76,10 +76,12 @@ def test_a_second_render_changes_nothing(dirs: tuple[Path, Path]) -> None:
     assert _snapshot(config) == before
 
 
-BAD_INPUTS = [
+BAD_CONFIG = [
+    ({"PGPOOL_PARAMS_PORT": "99'99"}, "env PGPOOL_PARAMS_PORT"),
+    ({"PGPOOL_PARAMS_BAD-NAME": "1"}, "env PGPOOL_PARAMS_BAD-NAME"),
+]
+BAD_CREDENTIALS = [
     ({"X_USERNAME": "x", "X_PASSWORD": "a\nb"}, None, "env X_USERNAME/X_PASSWORD"),
-    ({"PGPOOL_PARAMS_PORT": "99'99"}, None, "env PGPOOL_PARAMS_PORT"),
-    ({"PGPOOL_PARAMS_BAD-NAME": "1"}, None, "env PGPOOL_PARAMS_BAD-NAME"),
     ({}, ("bob", "bob", "p" * 80), "bob: password of user 'bob' is 80 bytes"),
     ({}, ("bob", "bob", ""), "bob: password of user 'bob' is empty"),
     ({}, ("bob", "bo\rb", "pw"), "bob: user name contains a carriage return"),
@@ -87,8 +89,43 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("env", "secret", "message"), BAD_INPUTS)
-def test_bad_input_exits_1_names_the_source_and_changes_no_file(
+@pytest.mark.parametrize(("env", "message"), BAD_CONFIG)
+def test_bad_configuration_exits_1_names_the_source_and_changes_no_file(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str], env: dict[str, str], message: str
+) -> None:
+    secrets, config = dirs
+    assert _render(config, secrets) == 0
+    before = _snapshot(config)
+    assert _render(config, secrets, env=env) == 1
+    err = capsys.readouterr().err
+    assert message in err and "nothing written" in err
+    assert _snapshot(config) == before
+
+
+@pytest.mark.parametrize(("env", "secret", "message"), BAD_CREDENTIALS)
+def test_a_bad_credential_is_named_and_exits_3_every_other_user_is_written(
+    dirs: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    secret: tuple[str, str, str] | None,
+    message: str,
+) -> None:
+    secrets, config = dirs
+    assert _render(config, secrets) == 0
+    alice = (config / "pool_passwd").read_text()
+    if secret:
+        _secret(secrets, *secret)
+    _secret(secrets, "carol", "carol", "carol-pw")
+    assert _render(config, secrets, env=env) == 3
+    err = capsys.readouterr().err
+    assert message in err and "written without the credentials above" in err
+    users = [ln.split(":")[0] for ln in (config / "pool_passwd").read_text().splitlines()]
+    assert users == ["alice", "carol"]  # alice as she was, even when her new value conflicts
+    assert (config / "pool_passwd").read_text().splitlines()[0] == alice.splitlines()[0]
+
+
+@pytest.mark.parametrize(("env", "secret", "message"), BAD_CREDENTIALS)
+def test_strict_render_writes_nothing_for_a_bad_credential(
     dirs: tuple[Path, Path],
     capsys: pytest.CaptureFixture[str],
     env: dict[str, str],
@@ -100,18 +137,33 @@ def test_bad_input_exits_1_names_the_source_and_changes_no_file(
     before = _snapshot(config)
     if secret:
         _secret(secrets, *secret)
-    assert _render(config, secrets, env=env) == 1
+    assert _render(config, secrets, "--strict", env=env) == 1
     err = capsys.readouterr().err
-    assert message in err
-    assert "nothing written" in err
+    assert message in err and "nothing written" in err
     assert _snapshot(config) == before
 
 
-def test_bad_input_on_a_fresh_directory_creates_nothing(tmp_path: Path) -> None:
+def test_a_broken_rotation_keeps_the_users_last_good_entry(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets, config = dirs
+    assert _render(config, secrets) == 0
+    before = (config / "pool_passwd").read_text()
+    _secret(secrets, "alice", "alice", "")  # the rotation wrote an empty password
+    assert _render(config, secrets) == 3
+    err = capsys.readouterr().err
+    assert "password of user 'alice' is empty" in err
+    assert "user 'alice' keeps its entry from the last good pool_passwd" in err
+    assert (config / "pool_passwd").read_text() == before
+
+
+def test_bad_input_on_a_fresh_directory_creates_nothing_with_strict(tmp_path: Path) -> None:
     secrets, config = tmp_path / "s", tmp_path / "c"
     _secret(secrets, "bad", "u", "p\0")
-    assert _render(config, secrets) == 1
+    assert _render(config, secrets, "--strict") == 1
     assert not config.exists()
+    assert _render(config, secrets) == 3
+    assert (config / "pool_passwd").read_text() == ""
 
 
 def test_an_already_hashed_password_is_a_warning_not_a_failure(

@@ -309,3 +309,21 @@ def test_a_requested_rollout_is_one_log_line_one_event_and_a_metric_then_pending
     source.creds.append(model.Problem(src("secret ns/bad"), "password contains a newline"))
     loop.step()
     assert calls[-1] == "secret ns/bad: password contains a newline"  # no rollout for it
+
+
+def test_a_broken_rotation_in_run_keeps_the_users_entry_and_every_other_change_applies(
+    tmp_path: Path,
+) -> None:
+    source, pgpool = Source(), FakePgpool()
+    loop, m = make_loop(tmp_path, source, pgpool)
+    loop.step()
+    alice = (tmp_path / "pool_passwd").read_text()
+    source.creds = [
+        model.Credential("a", "", src("secret ns/a")),  # the rotation wrote an empty password
+        model.Credential("b", "2", src("secret ns/b")),
+    ]
+    loop.step()
+    lines = (tmp_path / "pool_passwd").read_text().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["a", "b"]
+    assert lines[0] == alice.splitlines()[0]
+    assert value(m, "pgpoolsync_invalid_inputs") == 2  # the error and the kept-entry notice

@@ -178,6 +178,9 @@ class DesiredState:
     pcp_users: tuple[Credential, ...]
     tls: TlsMaterial | None = None
     nodes: tuple[NodeTarget, ...] = ()  # topology to mirror (empty: backends are static)
+    # (user, pool_passwd secret field) kept from the last good files for a user whose new
+    # credential is bad: a broken rotation never locks the role out.
+    kept_entries: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,9 @@ class Inputs:
     # False: no pool_passwd entries; clients send clear-text passwords, over TLS only, that the
     # backends check (PGPOOL_ENABLE_POOL_PASSWD=false in pgpool2_on_k8s).
     pool_passwd: bool = True
+    # user → secret field in the pool_passwd on disk (the last good files), for users whose
+    # credential is bad now.
+    previous_entries: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -668,6 +674,24 @@ def build(inputs: Inputs) -> Outcome:
             valid.append(item)
     creds, dup_problems = dedupe_credentials(valid)
     problems += dup_problems
+    bad_users = {
+        item.user
+        for item in inputs.credentials
+        if isinstance(item, Credential) and item.user not in {c.user for c in creds}
+    }
+    kept = tuple(
+        (user, inputs.previous_entries[user])
+        for user in sorted(bad_users)
+        if user in inputs.previous_entries
+    )
+    problems += [
+        Problem(
+            Origin("file", "pool_passwd"),
+            f"user {user!r} keeps its entry from the last good pool_passwd",
+            fatal=False,
+        )
+        for user, _ in kept
+    ]
 
     problems += check_monitoring_users(params, (c.user for c in creds))
     credential_sources = {c.source for c in inputs.credentials}
@@ -681,6 +705,7 @@ def build(inputs: Inputs) -> Outcome:
         hba_rules=tuple(rules),
         pcp_users=tuple(pcp_users),
         tls=inputs.tls,
+        kept_entries=kept,
         nodes=tuple(
             NodeTarget(
                 i, b.ready, b.source or Origin("backend", str(i)), "ALWAYS_PRIMARY" in b.flag

@@ -91,6 +91,27 @@ def pool_passwd_line(user: str, secret: str) -> str:
     return f"{escape_field(user)}:{escape_field(secret)}"
 
 
+def parse_pool_passwd(text: str) -> dict[str, str]:
+    """user → secret field of a pool_passwd file (``\\`` and ``\\:`` unescaped), as pgpool splits
+    it: the first unescaped ``:``. Lines without one are ignored."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        fields: list[str] = []
+        cur: list[str] = []
+        chars = iter(line)
+        for ch in chars:
+            if ch == "\\":
+                cur.append(next(chars, ""))
+            elif ch == ":" and not fields:
+                fields.append("".join(cur))
+                cur = []
+            else:
+                cur.append(ch)
+        if fields and fields[0]:
+            out[fields[0]] = "".join(cur)
+    return out
+
+
 def pcp_line(user: str, password: str) -> str:
     """pcp.conf: ``user:md5_hex(password)``."""
     digest = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()

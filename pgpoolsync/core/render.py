@@ -58,6 +58,16 @@ def _encoder(pool_key: bytes) -> passwd.AesEncoder:
 
 
 def pool_passwd_entries(state: DesiredState, *, pool_key: bytes | None) -> list[str]:
+    """Every user's line, sorted by user: the credentials' entries and the kept ones."""
+    lines = _credential_entries(state, pool_key=pool_key)
+    if not state.kept_entries:
+        return lines
+    users = [c.user for c in state.credentials]
+    kept = [(u, passwd.pool_passwd_line(u, secret)) for u, secret in state.kept_entries]
+    return [line for _, line in sorted([*zip(users, lines, strict=True), *kept])]
+
+
+def _credential_entries(state: DesiredState, *, pool_key: bytes | None) -> list[str]:
     if state.password_format == "aes":
         if pool_key is None:
             raise ValueError("AES pool_passwd entries need the pool key")

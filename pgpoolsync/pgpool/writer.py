@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from pgpoolsync.core import passwd
+
 log = logging.getLogger(__name__)
 
 SECRET_MODE = 0o600
@@ -97,6 +99,15 @@ def read_pool_key(path: Path) -> bytes:
     if path.stat().st_mode & 0o077:
         log.warning("pool key file %s is readable by group or others; it should be 0600", path)
     return key
+
+
+def read_pool_passwd(config_dir: Path) -> dict[str, str]:
+    """user → secret field of the pool_passwd on disk ({} when there is none)."""
+    try:
+        text = (config_dir / "pool_passwd").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return passwd.parse_pool_passwd(text)
 
 
 def load_or_create_pool_key(path: Path, *, seed: Path | None = None) -> tuple[bytes, bool]:
