@@ -107,3 +107,9 @@ def test_already_hashed_values_are_recognised(value: str, hashed: bool) -> None:
 def test_aes_refuses_an_empty_pool_key() -> None:
     with pytest.raises(ValueError, match="empty"):
         passwd.AesEncoder(b"")
+
+
+def test_pool_passwd_reads_back_what_is_written_whatever_the_characters() -> None:
+    entries = {"a:b": "AESxyz", "c\\d": "TEXTp:w\\x\u2028y", "e": "md5" + "1" * 32}
+    text = "\n".join(passwd.pool_passwd_line(u, e) for u, e in entries.items()) + "\n"
+    assert passwd.parse_pool_passwd(text) == entries

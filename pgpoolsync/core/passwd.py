@@ -95,7 +95,7 @@ def parse_pool_passwd(text: str) -> dict[str, str]:
     """user → secret field of a pool_passwd file (``\\`` and ``\\:`` unescaped), as pgpool splits
     it: the first unescaped ``:``. Lines without one are ignored."""
     out: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):  # pgpool's lines end at \n only (not at U+2028 & co.)
         fields: list[str] = []
         cur: list[str] = []
         chars = iter(line)
