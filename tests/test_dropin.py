@@ -444,3 +444,60 @@ def test_the_drop_in_images_entrypoint_parses_as_render_then_pgpool() -> None:
     assert settings.command == "render" and settings.common is not None
     assert settings.common.config_dir == Path("/o/etc")
     assert settings.then[0] == "/usr/sbin/pgpool" and settings.then[-1].startswith("--log")
+
+
+@pytest.mark.real
+def test_pgpool2_on_k8s_minimal_deployment_env_serves_logins_as_the_drop_in_entrypoint(
+    cluster: PgCluster, pg_base: Path
+) -> None:
+    """The env of pgpool2_on_k8s's pgpool-deploy-minimal.yaml, unchanged but for the hosts and
+    ports (and this test's runtime dirs), through the drop-in image's entrypoint: render, then
+    exec pgpool. SSL=on: TLS is on and required."""
+    from devcluster import wait_port
+
+    base = pg_base / "minimal"
+    cluster.set_role("mini_user", "mini:pw", encryption="scram-sha-256")
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    pool.rundir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        **pool.params(),
+        "PGPOOL_INSTALL_DIR": str(base),  # the files go to $PGPOOL_INSTALL_DIR/etc
+        "PGPOOL_PARAMS_BACKEND_HOSTNAME0": "127.0.0.1",
+        "PGPOOL_PARAMS_BACKEND_PORT0": str(cluster.primary.port),
+        "PGPOOL_PARAMS_BACKEND_WEIGHT0": "1",
+        "PGPOOL_PARAMS_BACKEND_FLAG0": "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER",
+        "PGPOOL_PARAMS_BACKEND_HOSTNAME1": "127.0.0.1",
+        "PGPOOL_PARAMS_BACKEND_PORT1": str(cluster.replica.port),
+        "PGPOOL_PARAMS_BACKEND_WEIGHT1": "1",
+        "PGPOOL_PARAMS_BACKEND_FLAG1": "DISALLOW_TO_FAILOVER",
+        "PGPOOL_PARAMS_FAILOVER_ON_BACKEND_ERROR": "off",
+        "PGPOOL_PARAMS_ENABLE_POOL_HBA": "on",
+        "PGPOOL_PARAMS_SSL": "on",
+        "POSTGRES_USERNAME": "mini_user",
+        "POSTGRES_PASSWORD": "mini:pw",
+        "PGPOOL_PASSWORD_ENCRYPTION_METHOD": "scram-sha-256",
+        "PGPOOL_ENABLE_POOL_PASSWD": "true",
+        "PGPOOL_SKIP_PASSWORD_ENCRYPTION": "false",
+    }
+    c = base / "etc"
+    argv = [
+        pgpoolsync_exe(),
+        "render",
+        "--",
+        *[str(c / Path(a).name) if a.startswith(str(pool.config_dir)) else a for a in pool.argv()],
+    ]
+    argv[argv.index("-k") + 1] = str(c / ".pgpoolkey")
+    with (base / "entrypoint.log").open("ab") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(pool.port, timeout=30)
+        with pool.connect("mini_user", "mini:pw", sslmode="require") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("mini_user",)
+            assert conn.pgconn.ssl_in_use
+        with pytest.raises(psycopg.OperationalError):
+            pool.connect("mini_user", "mini:pw", sslmode="disable").close()
+        assert "mini:pw" not in Path(f"/proc/{proc.pid}/environ").read_text(errors="replace")
+    finally:
+        proc.terminate()
+        proc.wait(15)
