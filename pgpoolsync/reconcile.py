@@ -67,8 +67,9 @@ def builder(common: Common, *, hba_text: str | None) -> Callable[[model.Snapshot
     def build(snap: model.Snapshot) -> model.Outcome:
         inputs = inputs_from(common, snap, hba_text=hba_text)
         outcome = model.build(inputs)
-        given = sum(isinstance(c, model.Credential) for c in inputs.credentials)
-        if outcome.state is None or len(outcome.state.credentials) == given:
+        # Users given (one per user: the same credential from two sources is no problem).
+        given = {c.user for c in inputs.credentials if isinstance(c, model.Credential)}
+        if outcome.state is None or len(outcome.state.credentials) == len(given):
             return outcome
         previous = writer.read_pool_passwd(common.config_dir)
         if not previous:

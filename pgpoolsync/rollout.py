@@ -151,13 +151,7 @@ class Rollout:
                 if exc.status == 409 and attempt == 1:
                     continue  # another sidecar patched first: read what it asked for
                 raise
-            done = RestartOutcome(
-                decision=rollout.PATCH,
-                restart_hash=desired,
-                deployment=name,
-                why=decision.why,
-                requested_at=now,
-            )
+            done = replace(out, requested_at=now)
             # Until the next read, the passes after this one see the rollout under way.
             later = replace(
                 done,

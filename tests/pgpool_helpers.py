@@ -23,13 +23,14 @@ def write_secret(
 
 def render_cli(
     pool: Pgpool,
-    cluster: PgCluster,
+    cluster: PgCluster | None,
     *,
     secrets: Path,
     extra: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `pgpoolsync render` console script for this pgpool and cluster."""
+    """Run the installed `pgpoolsync render` console script for this pgpool and cluster (no
+    cluster: no backend flags, the env says where the backends are)."""
     full_env = {"PATH": os.environ.get("PATH", ""), **pool.params(), **(env or {})}
     argv = [
         pgpoolsync_exe(),
@@ -40,7 +41,7 @@ def render_cli(
         str(secrets),
         "--pool-key-file",
         str(pool.key_file),
-        *cluster.backend_args(),
+        *(cluster.backend_args() if cluster else ()),
         *extra,
     ]
     return subprocess.run(argv, env=full_env, capture_output=True, text=True, check=False)

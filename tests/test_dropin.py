@@ -132,23 +132,11 @@ def test_pgpool_uses_a_backend_given_only_by_hostname(cluster: PgCluster, pg_bas
     write_secret(base / "secrets", "u", "dropin_user", "x")
     pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
     env = {
-        "PATH": os.environ.get("PATH", ""),
-        **pool.params(),
         "PGPOOL_PARAMS_BACKEND_HOSTNAME0": "127.0.0.1",
         "PGPOOL_PCP_USER": "pcpadmin",
         "PGPOOL_PCP_PASSWORD": "pcp:pw",
     }
-    argv = [
-        pgpoolsync_exe(),
-        "render",
-        "--config-dir",
-        str(pool.config_dir),
-        "--secrets-dir",
-        str(base / "secrets"),
-        "--pool-key-file",
-        str(pool.key_file),
-    ]
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    result = render_cli(pool, None, secrets=base / "secrets", env=env)
     assert result.returncode == 0, result.stderr
     pool.start()
     try:

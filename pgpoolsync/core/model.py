@@ -674,10 +674,11 @@ def build(inputs: Inputs) -> Outcome:
             valid.append(item)
     creds, dup_problems = dedupe_credentials(valid)
     problems += dup_problems
+    written = {c.user for c in creds}  # once: this runs on every pass, for every Secret
     bad_users = {
         item.user
         for item in inputs.credentials
-        if isinstance(item, Credential) and item.user not in {c.user for c in creds}
+        if isinstance(item, Credential) and item.user not in written
     }
     kept = tuple(
         (user, inputs.previous_entries[user])
