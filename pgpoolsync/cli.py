@@ -20,7 +20,7 @@ from pgpoolsync.pgpool.actuator import (
     signal_restart,
     write_state,
 )
-from pgpoolsync.pgpool.writer import KeyFileError
+from pgpoolsync.pgpool.writer import KeyFileError, write_error
 from pgpoolsync.report import metrics
 from pgpoolsync.report.metrics import Metrics
 from pgpoolsync.report.reporter import AsyncEvents, Reporter
@@ -104,12 +104,19 @@ def cmd_render(common: Common, *, strict: bool = False) -> int:
     if state is None or (strict and outcome.errors):
         print("pgpoolsync: nothing written: fix the errors above", file=sys.stderr)
         return EXIT_INPUT
-    changed = write_state(
-        state,
-        config_dir=common.config_dir,
-        pool_key_file=common.pool_key_file,
-        pool_key_seed=common.pool_key_seed_file,
-    )
+    try:
+        changed = write_state(
+            state,
+            config_dir=common.config_dir,
+            pool_key_file=common.pool_key_file,
+            pool_key_seed=common.pool_key_seed_file,
+        )
+    except OSError as exc:  # the atomic writes leave no partial file behind
+        print(
+            f"pgpoolsync: error: {write_error(exc, common.config_dir)}; nothing written",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     if changed:
         log.info(
             "wrote %s in %s (%d users, %s entries)",
@@ -321,7 +328,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except UsageError as exc:
         print(f"pgpoolsync: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (SecretsDirError, KeyFileError) as exc:
+    except SecretsDirError as exc:
+        print(
+            f"pgpoolsync: error: {exc} (set by --secrets-dir / PGPOOLSYNC_SECRETS_DIR or "
+            "--tls-dir / PGPOOLSYNC_TLS_DIR: is its volume mounted?)",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
+    except KeyFileError as exc:
         print(f"pgpoolsync: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     print(f"pgpoolsync: unknown command {settings.command}", file=sys.stderr)

@@ -14,10 +14,18 @@ import threading
 
 
 class Forwarder:
-    def __init__(self, target_port: int, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        host: str = "127.0.0.1",
+        listen: tuple[str, int] | None = None,
+    ) -> None:
+        """Forwards to ``host``:``target_port``; listens on ``listen`` (default: a free port on
+        ``host``)."""
         self.host = host
         self.target_port = target_port
-        self._listener = socket.create_server((host, 0), backlog=128)
+        self._listener = socket.create_server(listen or (host, 0), backlog=128)
         self.port: int = self._listener.getsockname()[1]
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()

@@ -97,3 +97,20 @@ def test_the_cli_loads_the_kubernetes_client_only_for_kube() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = {m.split(".")[0] for m in ast.literal_eval(out.stdout.strip())}
     assert loaded == {"watchdog"}
+
+
+def test_the_kubernetes_client_s_asyncio_half_is_never_loaded_so_the_images_leave_it_out() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pgpoolsync.cli, pgpoolsync.sources.kube, pgpoolsync.sources.kubesource, "
+        "pgpoolsync.rollout; print(sorted(m for m in sys.modules if m.startswith('kubernetes')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = ast.literal_eval(out.stdout.strip())
+    assert "kubernetes.client" in loaded  # the import really happened
+    assert not [m for m in loaded if m.startswith("kubernetes.aio")], loaded
+    for dockerfile in ("pgpoolsync", "pgpool-dropin"):
+        text = (PACKAGE.parent / "images" / dockerfile / "Dockerfile").read_text()
+        assert "site-packages/kubernetes/aio" in text, dockerfile

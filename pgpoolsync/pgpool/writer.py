@@ -87,16 +87,30 @@ def write_files(
     return changed
 
 
-def read_pool_key(path: Path) -> bytes:
+KEY_FILE = "pool key file (--pool-key-file, PGPOOLSYNC_POOL_KEY_FILE)"
+SEED_FILE = "pool key seed file (--pool-key-seed-file, PGPOOLSYNC_POOL_KEY_SEED_FILE)"
+
+
+def write_error(exc: OSError, config_dir: Path) -> str:
+    """What a failed write says: the directory and the reason (a temporary file's name would
+    only confuse)."""
+    where = Path(exc.filename).parent if exc.filename else config_dir
+    return (
+        f"cannot write in {where}: {exc.strerror} (the config directory, --config-dir / "
+        "PGPOOLSYNC_CONFIG_DIR, and the pool key file's directory must be writable)"
+    )
+
+
+def read_pool_key(path: Path, *, what: str = KEY_FILE) -> bytes:
     """The first line of the key file, without its newline, as pgpool reads it."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise KeyFileError(f"pool key file {path}: {exc.strerror}") from None
+        raise KeyFileError(f"{what} {path}: {exc.strerror}") from None
     key = raw.split(b"\n", 1)[0]
     if not key:
-        raise KeyFileError(f"pool key file {path}: the first line is empty")
-    if path.stat().st_mode & 0o077:
+        raise KeyFileError(f"{what} {path}: the first line is empty")
+    if what == KEY_FILE and path.stat().st_mode & 0o077:  # a seed is a mounted Secret (0440)
         log.warning("pool key file %s is readable by group or others; it should be 0600", path)
     return key
 
@@ -119,7 +133,10 @@ def load_or_create_pool_key(path: Path, *, seed: Path | None = None) -> tuple[by
     if path.exists():
         return read_pool_key(path), False
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = read_pool_key(seed) if seed is not None else secrets.token_urlsafe(32).encode()
+    if seed is not None:
+        key = read_pool_key(seed, what=SEED_FILE)
+    else:
+        key = secrets.token_urlsafe(32).encode()
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SECRET_MODE)
     try:

@@ -13,11 +13,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pgpoolsync.core import rollout, topology
 from pgpoolsync.core.changes import describe_change
 from pgpoolsync.core.model import DesiredState, Origin, Problem
 from pgpoolsync.pgpool.actuator import Applied, NodeOutcome, RestartOutcome
+from pgpoolsync.pgpool.writer import write_error
 from pgpoolsync.report.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -110,7 +112,7 @@ class Reporter:
         self.metrics.invalid.set(len(problems))
 
     def write_failed(self, where: str, exc: OSError) -> None:
-        log.error("writing %s failed: %s; keeping the last good files", where, exc)
+        log.error("%s; keeping the last good files", write_error(exc, Path(where)))
         self.metrics.applies.labels("error").inc()
         self._events(Problem(Origin("file", where), f"write failed: {exc}"), "ApplyFailed")
 

@@ -11,6 +11,7 @@ so the directory is watched, not single files). Events have nowhere to go: probl
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -37,7 +38,7 @@ class RawSecret:
 
 
 class SecretsDirError(Exception):
-    pass
+    """A directory to read or watch is missing or unreadable (its volume not mounted?)."""
 
 
 def read_secrets_dir(root: Path) -> list[RawSecret]:
@@ -94,9 +95,16 @@ class DirWatcher:
         self._observer = Observer()
 
     def start(self) -> None:
-        self._observer.schedule(_Handler(self._notify), str(self._root), recursive=True)
-        self._observer.daemon = True
-        self._observer.start()
+        """Raises SecretsDirError when ``root`` cannot be watched (e.g. it does not exist)."""
+        if not self._root.is_dir():  # the same words as read_secrets_dir's
+            reason = os.strerror(errno.ENOTDIR if self._root.exists() else errno.ENOENT)
+            raise SecretsDirError(f"{self._root}: {reason}")
+        try:
+            self._observer.schedule(_Handler(self._notify), str(self._root), recursive=True)
+            self._observer.daemon = True
+            self._observer.start()
+        except OSError as exc:
+            raise SecretsDirError(f"{self._root}: {exc.strerror}") from None
 
     def stop(self) -> None:
         self._observer.stop()
@@ -132,7 +140,11 @@ class DirSource:
     def start(self, notify: Callable[[], None]) -> None:
         for directory in self._watch:
             watcher = DirWatcher(directory, notify)
-            watcher.start()
+            try:
+                watcher.start()
+            except SecretsDirError as exc:
+                what = "secrets directory" if directory == self._root else "TLS directory"
+                raise SecretsDirError(f"{what} {exc}") from None
             self._watchers.append(watcher)
 
     def snapshot(self) -> Snapshot:
