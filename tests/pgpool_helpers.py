@@ -12,6 +12,31 @@ from pathlib import Path
 from devcluster import PgCluster, Pgpool, pgpoolsync_exe
 
 
+def pgpool2_on_k8s_minimal_env(
+    *, primary: tuple[str, int], replica: tuple[str, int], user: str, password: str
+) -> dict[str, str]:
+    """The env of pgpool2_on_k8s's pgpool-deploy-minimal.yaml, unchanged but for the backends'
+    hosts and ports (and the credentials, from its Secret there)."""
+    return {
+        "PGPOOL_PARAMS_BACKEND_HOSTNAME0": primary[0],
+        "PGPOOL_PARAMS_BACKEND_PORT0": str(primary[1]),
+        "PGPOOL_PARAMS_BACKEND_WEIGHT0": "1",
+        "PGPOOL_PARAMS_BACKEND_FLAG0": "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER",
+        "PGPOOL_PARAMS_BACKEND_HOSTNAME1": replica[0],
+        "PGPOOL_PARAMS_BACKEND_PORT1": str(replica[1]),
+        "PGPOOL_PARAMS_BACKEND_WEIGHT1": "1",
+        "PGPOOL_PARAMS_BACKEND_FLAG1": "DISALLOW_TO_FAILOVER",
+        "PGPOOL_PARAMS_FAILOVER_ON_BACKEND_ERROR": "off",
+        "PGPOOL_PARAMS_ENABLE_POOL_HBA": "on",
+        "PGPOOL_PARAMS_SSL": "on",
+        "POSTGRES_USERNAME": user,
+        "POSTGRES_PASSWORD": password,
+        "PGPOOL_PASSWORD_ENCRYPTION_METHOD": "scram-sha-256",
+        "PGPOOL_ENABLE_POOL_PASSWD": "true",
+        "PGPOOL_SKIP_PASSWORD_ENCRYPTION": "false",
+    }
+
+
 def write_secret(
     root: Path, name: str, user: str, password: str, *, user_key: str = "username"
 ) -> None:

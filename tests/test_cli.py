@@ -315,3 +315,61 @@ def test_pgpool_conf_is_private_because_params_may_hold_passwords(dirs: tuple[Pa
     assert "sr_check_password = 's3cret'" in (config / "pgpool.conf").read_text()
     assert (config / "pgpool.conf").stat().st_mode & 0o777 == 0o600
     assert (config / "pool_hba.conf").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_missing_secrets_directory_names_the_setting_for_render_and_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, pcp = tmp_path / "config", tmp_path / "pcp"
+    pcp.write_text("pcp-pw")
+    missing = tmp_path / "not-mounted"
+    common = ["--config-dir", str(config), "--secrets-dir", str(missing), "--primary-host", "h"]
+    assert main(["render", *common], environ={}) == 1
+    run = [
+        "run",
+        *common,
+        "--pcp-user",
+        "p",
+        "--pcp-password-file",
+        str(pcp),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    assert main(run, environ={}) == 1
+    err = capsys.readouterr().err
+    said = [ln for ln in err.splitlines() if ln.startswith("pgpoolsync: error:")]
+    assert len(said) == 2, err
+    for line in said:
+        assert f"secrets directory {missing}: No such file or directory" in line
+        assert "PGPOOLSYNC_SECRETS_DIR" in line
+    assert not config.exists() or not list(config.iterdir())
+
+
+def test_a_read_only_config_directory_is_an_error_that_writes_nothing(
+    dirs: tuple[Path, Path],
+) -> None:
+    """A read-only mount (as a volume mounted readOnly), made in a private mount namespace."""
+    secrets, config = dirs
+    config.mkdir()
+    render = [pgpoolsync_exe(), "render", "--config-dir", str(config), "--secrets-dir",
+              str(secrets), "--primary-host", "db"]  # fmt: skip
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    got = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(config), *render],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert got.returncode == 1, got
+    assert f"pgpoolsync: error: cannot write in {config}: Read-only file system" in got.stderr
+    assert "PGPOOLSYNC_CONFIG_DIR" in got.stderr and "Traceback" not in got.stderr, got.stderr
+    assert list(config.iterdir()) == []
+
+
+def test_a_missing_pool_key_seed_names_the_seed_setting_not_the_key_file(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets, config = dirs
+    seed = config.parent / "pgpool-key" / "pgpoolkey"
+    assert _render(config, secrets, "--pool-key-seed-file", str(seed)) == 1
+    err = capsys.readouterr().err
+    assert f"pool key seed file (--pool-key-seed-file, PGPOOLSYNC_POOL_KEY_SEED_FILE) {seed}" in err
+    assert not (config / "pgpool.conf").exists()

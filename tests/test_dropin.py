@@ -19,7 +19,7 @@ from pgpoolsync.exporter import scrape as exporter
 from pgpoolsync.pgpool import pcp
 from pgpoolsync.settings import UsageError, env_params, parse
 from tests.origins import src
-from tests.pgpool_helpers import render_cli, write_secret
+from tests.pgpool_helpers import pgpool2_on_k8s_minimal_env, render_cli, write_secret
 from tests.test_exporter import FakeConn
 
 
@@ -451,22 +451,12 @@ def test_pgpool2_on_k8s_minimal_deployment_env_serves_logins_as_the_drop_in_entr
         "PATH": os.environ.get("PATH", ""),
         **pool.params(),
         "PGPOOL_INSTALL_DIR": str(base),  # the files go to $PGPOOL_INSTALL_DIR/etc
-        "PGPOOL_PARAMS_BACKEND_HOSTNAME0": "127.0.0.1",
-        "PGPOOL_PARAMS_BACKEND_PORT0": str(cluster.primary.port),
-        "PGPOOL_PARAMS_BACKEND_WEIGHT0": "1",
-        "PGPOOL_PARAMS_BACKEND_FLAG0": "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER",
-        "PGPOOL_PARAMS_BACKEND_HOSTNAME1": "127.0.0.1",
-        "PGPOOL_PARAMS_BACKEND_PORT1": str(cluster.replica.port),
-        "PGPOOL_PARAMS_BACKEND_WEIGHT1": "1",
-        "PGPOOL_PARAMS_BACKEND_FLAG1": "DISALLOW_TO_FAILOVER",
-        "PGPOOL_PARAMS_FAILOVER_ON_BACKEND_ERROR": "off",
-        "PGPOOL_PARAMS_ENABLE_POOL_HBA": "on",
-        "PGPOOL_PARAMS_SSL": "on",
-        "POSTGRES_USERNAME": "mini_user",
-        "POSTGRES_PASSWORD": "mini:pw",
-        "PGPOOL_PASSWORD_ENCRYPTION_METHOD": "scram-sha-256",
-        "PGPOOL_ENABLE_POOL_PASSWD": "true",
-        "PGPOOL_SKIP_PASSWORD_ENCRYPTION": "false",
+        **pgpool2_on_k8s_minimal_env(
+            primary=("127.0.0.1", cluster.primary.port),
+            replica=("127.0.0.1", cluster.replica.port),
+            user="mini_user",
+            password="mini:pw",
+        ),
     }
     c = base / "etc"
     argv = [

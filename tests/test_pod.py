@@ -5,11 +5,13 @@ of a real PostgreSQL primary + replica."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +20,12 @@ import pytest
 
 from devcluster import PgCluster, free_port
 from tests.forwarder import Forwarder
-from tests.pgpool_helpers import kubelet_write
+from tests.kubeapi import KubeApiDouble, secret, service
+from tests.pgpool_helpers import kubelet_write, pgpool2_on_k8s_minimal_env
 from tests.podman import (
     CREDENTIALS_MOUNT,
     GATEWAY,
+    IMAGES,
     NETWORK,
     PlayedPod,
     create_secrets,
@@ -38,6 +42,7 @@ from tests.podman import (
 
 pytestmark = pytest.mark.containers
 
+PGO = "postgres-operator.crunchydata.com"
 POOL_KEY = "one-key-for-every-pgpool-pod"
 PCP_PASSWORD = "pcp-pw"
 
@@ -215,6 +220,98 @@ def test_the_pod_swaps_only_what_podman_4_3_lacks() -> None:
         "volumes",
         "restartPolicy",
     }
+
+
+IMAGE_USER = "10001:10001"
+
+
+def test_every_image_runs_as_the_numeric_non_root_user_of_the_manifest(images: None) -> None:
+    pod = deployment(rendered())["spec"]["template"]["spec"]["securityContext"]
+    assert f"{pod['runAsUser']}:{pod['runAsGroup']}" == IMAGE_USER
+    for image in IMAGES:
+        user = podman("image", "inspect", "--format", "{{.Config.User}}", image).stdout.strip()
+        assert user == IMAGE_USER, image
+
+
+def _locked_down(
+    tmp_path: Path, image: str, cmd: Sequence[str], *, opts: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run with a read-only root, no capabilities, no new privileges, and no shell: /bin/sh
+    (dash) and bash are masked by an empty file that cannot be executed."""
+    empty = tmp_path / "no-shell"
+    empty.touch(mode=0o644)
+    masks = [f"--volume={empty}:/usr/bin/{sh}:ro" for sh in ("dash", "bash")]
+    return podman(
+        "run", "--rm", "--pull=never", "--read-only", "--cap-drop=ALL",
+        "--security-opt=no-new-privileges", *masks, *opts, image, *cmd,
+        check=False,
+    )  # fmt: skip
+
+
+def test_the_entrypoints_run_with_a_read_only_root_no_capabilities_and_no_shell(
+    images: None, tmp_path: Path
+) -> None:
+    shell = _locked_down(
+        tmp_path, "localhost/pgpool:latest", ["-c", "true"], opts=["--entrypoint=/bin/sh"]
+    )
+    assert shell.returncode != 0 and "permission denied" in shell.stderr.lower(), shell  # masked
+    helped = _locked_down(tmp_path, "localhost/pgpoolsync:latest", ["--help"])
+    assert helped.returncode == 0 and "usage: pgpoolsync" in helped.stdout, helped
+    for sub in ("run", "exporter", "render"):
+        got = _locked_down(tmp_path, "localhost/pgpoolsync:latest", [sub, "--help"])
+        assert got.returncode == 0 and f"usage: pgpoolsync {sub}" in got.stdout, got
+    for image in ("localhost/pgpool:latest", "localhost/pgpool-dropin:latest"):
+        got = _locked_down(tmp_path, image, ["--version"], opts=["--entrypoint=/usr/sbin/pgpool"])
+        assert got.returncode == 0, got
+        assert "pgpool-II version 4.3.5" in got.stdout + got.stderr, got
+
+
+def test_the_image_s_kubernetes_client_renders_from_the_api_double(
+    images: None, cluster: PgCluster, tmp_path: Path
+) -> None:
+    """`run --kube --once` in the image (its own kubernetes client and dependencies, not the
+    test venv's) against the API double: Secrets and Services in, files out."""
+    api = KubeApiDouble(bookmark_interval=1.0).start()
+    try:
+        api.put(
+            "services", service("hippo-primary", port=cluster.primary.port, cluster_ip="127.0.0.1")
+        )
+        api.put(
+            "services", service("hippo-replicas", port=cluster.replica.port, cluster_ip="127.0.0.1")
+        )
+        api.put(
+            "secrets",
+            secret(
+                "hippo-pguser-kube_bob",
+                {"user": "kube_bob", "password": "bob-pw"},
+                labels={f"{PGO}/cluster": "hippo", f"{PGO}/pguser": "kube_bob"},
+            ),
+        )
+        config = tmp_path / "config"
+        config.mkdir()
+        os.chown(config, 10001, 10001)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace="db")
+        kubeconfig.chmod(0o644)
+        pcp = tmp_path / "pcp"
+        pcp.write_text("pcp-pw")
+        pcp.chmod(0o644)
+        got = _locked_down(
+            tmp_path, "localhost/pgpoolsync:latest",
+            ["run", "--kubeconfig", "/kubeconfig", "--once"],
+            opts=["--network=host", "--user=10001:10001", f"--volume={config}:/etc/pgpool",
+            f"--volume={kubeconfig}:/kubeconfig:ro", f"--volume={pcp}:/pcp:ro",
+            "--env=PGPOOL_PCP_USER=pgpoolsync", "--env=PGPOOLSYNC_PCP_PASSWORD_FILE=/pcp",
+            "--env=PGPOOLSYNC_CONFIG_DIR=/etc/pgpool", "--env=PGPOOLSYNC_LISTEN=127.0.0.1:0",
+            "--env=PGPOOLSYNC_NAMESPACE=default", "--env=PGPOOLSYNC_PRESET=pgo",
+            "--env=PGPOOLSYNC_CLUSTER=hippo", "--env=PGPOOLSYNC_SERVICE_ADDRESS=cluster-ip"],
+        )  # fmt: skip
+    finally:
+        api.stop()
+    assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-2000:]
+    assert "kube_bob:AES" in (config / "pool_passwd").read_text()
+    conf = (config / "pgpool.conf").read_text()
+    assert f"backend_port0 = '{cluster.primary.port}'" in conf, conf
+    assert "Traceback" not in got.stderr
 
 
 def _config_files(pod: PlayedPod) -> list[str]:
@@ -406,3 +503,67 @@ def test_sigterm_to_the_pgpool_container_is_a_smart_shutdown_that_lets_an_open_t
     )
     assert state["ExitCode"] == 0, state
     assert "shutting down by signal 15" in pod.logs("pgpool")  # SIGTERM: smart shutdown
+
+
+def test_the_drop_in_image_with_pgpool2_on_k8s_minimal_env_serves_tls_logins_as_pid_1(
+    rig: Rig, cluster: PgCluster
+) -> None:
+    """pgpool2_on_k8s's pgpool-deploy-minimal.yaml env, its backends being the Service
+    stand-ins; the image's defaults otherwise (no flags, no mounts)."""
+    cluster.set_role("mini_user", "mini:pw", encryption="scram-sha-256")
+    settings = rig.settings
+    env = pgpool2_on_k8s_minimal_env(
+        primary=(settings["PGPOOLSYNC_PRIMARY_HOST"], int(settings["PGPOOLSYNC_PRIMARY_PORT"])),
+        replica=(settings["PGPOOLSYNC_REPLICA_HOST"], int(settings["PGPOOLSYNC_REPLICA_PORT"])),
+        user="mini_user",
+        password="mini:pw",
+    )
+    env_file = rig.base / "dropin.env"
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))  # not argv
+    name = "pgpool-dropin-ci"
+    podman("rm", "--force", "--time", "0", name, check=False)
+    podman(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        NETWORK,
+        "--env-file",
+        str(env_file),
+        "--pull=never",
+        "localhost/pgpool-dropin:latest",
+    )
+    try:
+        rig.serve_backends()
+        info = inspect(name)
+        ip = str(info["NetworkSettings"]["Networks"][NETWORK]["IPAddress"])
+        wait_for(lambda: _accepts(ip, 9999), timeout=60, what="the drop-in's pgpool")
+        with psycopg.connect(
+            host=ip,
+            port=9999,
+            user="mini_user",
+            password="mini:pw",
+            dbname="postgres",
+            sslmode="require",
+        ) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("mini_user",)
+            assert conn.pgconn.ssl_in_use
+        with pytest.raises(psycopg.OperationalError):  # SSL=on: TLS required
+            psycopg.connect(
+                host=ip,
+                port=9999,
+                user="mini_user",
+                password="mini:pw",
+                dbname="postgres",
+                sslmode="disable",
+            ).close()
+        pid = inspect(name)["State"]["Pid"]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[0] == b"/usr/sbin/pgpool", argv  # exec'd: pgpool is PID 1 of the container
+        assert b"mini:pw" not in Path(f"/proc/{pid}/environ").read_bytes()
+    finally:
+        logs = podman("logs", name, check=False)
+        podman("rm", "--force", "--time", "0", name, check=False)
+    assert "mini:pw" not in logs.stdout + logs.stderr
