@@ -82,7 +82,9 @@ def test_an_invalid_secret_is_skipped_and_everyone_else_keeps_working(
         secrets, "broken", {"username": "dir_broken", "password": "line\nbreak"}, stamp="x1"
     )
     wait_until(lambda: run.metric("pgpoolsync_invalid_inputs") >= 1, what="invalid input seen")
-    assert "broken: password of user 'dir_broken' contains a newline" in run.log_text()
+    # the counter can be read before the log line reaches the file
+    said = "broken: password of user 'dir_broken' contains a newline"
+    wait_until(lambda: said in run.log_text(), timeout=5, what="the invalid input logged")
     assert (pool.config_dir / "pool_passwd").read_text() == before
     assert can_login(pool, "dir_alice", "alice-2:new") or can_login(pool, "dir_alice", "alice-1")
     import shutil
