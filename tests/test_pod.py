@@ -105,6 +105,9 @@ def rig(images: None, cluster: PgCluster, pg_base: Path) -> Iterator[Rig]:
     kubelet_write(
         credentials, "exporter", {"username": "pod_exporter", "password": "exporter-pw"}, stamp="1"
     )
+    # `podman kube play` of a Secret creates podman's default kube network: ours to remove
+    kube_net = "podman-default-kube-network"
+    had_kube_net = podman("network", "exists", kube_net, check=False).returncode == 0
     gateway = ensure_network()
     settings = {
         "PGPOOLSYNC_SECRETS_DIR": CREDENTIALS_MOUNT,
@@ -117,6 +120,8 @@ def rig(images: None, cluster: PgCluster, pg_base: Path) -> Iterator[Rig]:
     yield r
     r.close()
     podman("network", "rm", "--force", NETWORK, check=False)
+    if not had_kube_net:
+        podman("network", "rm", kube_net, check=False)
 
 
 def _secrets(rig: Rig, *, pool_key: dict[str, str] | None = None) -> list[str]:
