@@ -8,8 +8,11 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from devcluster import PgCluster, Pgpool, pgpoolsync_exe
+
+T = TypeVar("T")
 
 
 def pgpool2_on_k8s_minimal_env(
@@ -203,13 +206,13 @@ def kubelet_write(root: Path, name: str, data: Mapping[str, str | bytes], *, sta
         shutil.rmtree(old)
 
 
-def wait_until(
-    check: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition"
-) -> None:
+def wait_until(check: Callable[[], T], *, timeout: float = 20.0, what: str = "condition") -> T:
+    """Polls ``check`` until it returns something true, and returns that."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        got = check()
+        if got:
+            return got
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 import os
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +77,16 @@ def missing_images() -> list[str]:
     return [i for i in IMAGES if podman("image", "exists", i, check=False).returncode != 0]
 
 
-def rendered(path: Path = ROOT / "manifests" / "base") -> list[dict[str, Any]]:
-    out = subprocess.run(
+@functools.cache
+def _kustomize(path: Path) -> str:
+    return subprocess.run(
         ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=True
     ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def rendered(path: Path = ROOT / "manifests" / "base") -> list[dict[str, Any]]:
+    """The built manifests, parsed afresh on each call (callers change their copy)."""
+    return [d for d in yaml.safe_load_all(_kustomize(path)) if d]
 
 
 def deployment(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -170,6 +175,10 @@ def playable_pod(
     return Playable(pod=pod, configmap=configmap)
 
 
+def _base64_values(data: Mapping[str, str]) -> dict[str, str]:
+    return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+
 def secret_doc(name: str, data: Mapping[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -177,7 +186,7 @@ def secret_doc(name: str, data: Mapping[str, str]) -> dict[str, Any]:
         "metadata": {"name": name},
         "type": "Opaque",
         # data, not stringData: podman 4.3 keeps only a Secret's data
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        "data": _base64_values(data),
     }
 
 
@@ -185,17 +194,6 @@ def inspect(container: str) -> dict[str, Any]:
     got = podman("container", "inspect", container)
     [info] = json.loads(got.stdout)
     return dict(info)
-
-
-def wait_for(check: Any, *, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 NETWORK = "pgpoolsync-ci"
@@ -230,8 +228,7 @@ def create_secrets(
         podman("kube", "play", str(path))
         path.unlink()
     for name, data in env_secrets.items():
-        blob = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-        podman("secret", "create", name, "-", input=json.dumps(blob))
+        podman("secret", "create", name, "-", input=json.dumps(_base64_values(data)))
     return names
 
 

@@ -14,14 +14,15 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from devcluster import PgCluster, free_port
+from devcluster import PgCluster, free_port, wait_port
 from tests.forwarder import Forwarder
-from tests.kubeapi import KubeApiDouble, secret, service
-from tests.pgpool_helpers import kubelet_write, pgpool2_on_k8s_minimal_env
+from tests.kubeapi import KubeApiDouble, service
+from tests.pgpool_helpers import kubelet_write, pgpool2_on_k8s_minimal_env, wait_until
 from tests.podman import (
     CREDENTIALS_MOUNT,
     GATEWAY,
@@ -37,12 +38,11 @@ from tests.podman import (
     playable_pod,
     podman,
     rendered,
-    wait_for,
 )
+from tests.test_run_kube import pgo_secret
 
 pytestmark = pytest.mark.containers
 
-PGO = "postgres-operator.crunchydata.com"
 POOL_KEY = "one-key-for-every-pgpool-pod"
 PCP_PASSWORD = "pcp-pw"
 
@@ -51,12 +51,6 @@ PCP_PASSWORD = "pcp-pw"
 def images() -> None:
     missing = missing_images()
     assert not missing, f"images not built: {missing}; build them with `bash .ci/images`"
-
-
-def _accepts(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex((host, port)) == 0
 
 
 def _port_taken(port: int) -> bool:
@@ -156,7 +150,7 @@ def pod(rig: Rig) -> Iterator[PlayedPod]:
         assert played.result.returncode == 0, played.result.stderr[-3000:]
         rig.serve_backends()
         ip = pod_ip(played)
-        wait_for(lambda: _accepts(ip, 9999), timeout=60, what="pgpool listening in the pod")
+        wait_port(9999, host=ip, timeout=60)  # pgpool listening in the pod
         yield played
     finally:
         played.remove()
@@ -285,14 +279,7 @@ def test_the_image_s_kubernetes_client_renders_from_the_api_double(
         api.put(
             "services", service("hippo-replicas", port=cluster.replica.port, cluster_ip="127.0.0.1")
         )
-        api.put(
-            "secrets",
-            secret(
-                "hippo-pguser-kube_bob",
-                {"user": "kube_bob", "password": "bob-pw"},
-                labels={f"{PGO}/cluster": "hippo", f"{PGO}/pguser": "kube_bob"},
-            ),
-        )
+        api.put("secrets", pgo_secret("kube_bob", "bob-pw"))
         config = tmp_path / "config"
         config.mkdir()
         os.chown(config, 10001, 10001)
@@ -327,29 +314,46 @@ def _config_files(pod: PlayedPod) -> list[str]:
     return sorted(p.name for p in Path(where).iterdir())
 
 
-def _refused(pod: PlayedPod) -> str:
-    """The init container's complaint, after asserting that the pod did not start pgpool."""
-    assert pod.result.returncode != 0, pod.result.stdout
-    assert "init container" in pod.result.stderr, pod.result.stderr[-2000:]
-    assert pod.state("pgpool")["Status"] == "created", pod.state("pgpool")  # never started
-    assert not [f for f in _config_files(pod) if not f.startswith(".")], _config_files(pod)
-    return pod.logs("pgpoolsync-init")
+def _refused(
+    rig: Rig,
+    name: str,
+    *,
+    pool_key: dict[str, str],
+    credentials: bool = True,
+    config_read_only: bool = False,
+) -> str:
+    """Play a pod with one bad input; assert that it did not start pgpool and left the config
+    volume empty; return what its init container said."""
+    secrets = _secrets(rig, pool_key=pool_key)
+    playable = playable_pod(
+        deployment(rendered()),
+        name=name,
+        settings=rig.settings,
+        credentials=rig.credentials if credentials else None,
+    )
+    spec = playable.pod["spec"]
+    if config_read_only:  # pgpoolsync's mounts of the config volume, init and sidecar
+        for c in [*spec["initContainers"], spec["containers"][0]]:
+            for m in c["volumeMounts"]:
+                if m["mountPath"] == "/etc/pgpool":
+                    m["readOnly"] = True
+    spec["restartPolicy"] = "Never"  # one attempt (a cluster retries, the same)
+    pod = play(playable, secrets=secrets, workdir=rig.base)
+    try:
+        assert pod.result.returncode != 0, pod.result.stdout
+        assert "init container" in pod.result.stderr, pod.result.stderr[-2000:]
+        assert pod.state("pgpool")["Status"] == "created", pod.state("pgpool")  # never started
+        assert not [f for f in _config_files(pod) if not f.startswith(".")], _config_files(pod)
+        return pod.logs("pgpoolsync-init")
+    finally:
+        pod.remove()
 
 
 # The bad-input pods come before the good one: each is refused at its init container.
 
 
 def test_a_pod_without_its_secrets_volume_says_which_and_pgpool_never_starts(rig: Rig) -> None:
-    secrets = _secrets(rig, pool_key={"pgpoolkey": POOL_KEY})
-    playable = playable_pod(
-        deployment(rendered()), name="pgpool-bad-1", settings=rig.settings, credentials=None
-    )
-    playable.pod["spec"]["restartPolicy"] = "Never"  # one attempt (a cluster retries, the same)
-    pod = play(playable, secrets=secrets, workdir=rig.base)
-    try:
-        said = _refused(pod)
-    finally:
-        pod.remove()
+    said = _refused(rig, "pgpool-bad-1", pool_key={"pgpoolkey": POOL_KEY}, credentials=False)
     assert f"secrets directory {CREDENTIALS_MOUNT}: No such file or directory" in said, said
     assert "PGPOOLSYNC_SECRETS_DIR" in said and "Traceback" not in said, said
 
@@ -357,41 +361,13 @@ def test_a_pod_without_its_secrets_volume_says_which_and_pgpool_never_starts(rig
 def test_a_read_only_config_volume_is_refused_before_pgpool_starts_on_partial_files(
     rig: Rig,
 ) -> None:
-    secrets = _secrets(rig, pool_key={"pgpoolkey": POOL_KEY})
-    playable = playable_pod(
-        deployment(rendered()),
-        name="pgpool-bad-2",
-        settings=rig.settings,
-        credentials=rig.credentials,
-    )
-    for c in [*playable.pod["spec"]["initContainers"], playable.pod["spec"]["containers"][0]]:
-        for m in c["volumeMounts"]:
-            if m["mountPath"] == "/etc/pgpool":
-                m["readOnly"] = True
-    playable.pod["spec"]["restartPolicy"] = "Never"  # one attempt (a cluster retries, the same)
-    pod = play(playable, secrets=secrets, workdir=rig.base)
-    try:
-        said = _refused(pod)
-    finally:
-        pod.remove()
+    said = _refused(rig, "pgpool-bad-2", pool_key={"pgpoolkey": POOL_KEY}, config_read_only=True)
     assert "cannot write in /etc/pgpool: Read-only file system" in said, said
     assert "PGPOOLSYNC_CONFIG_DIR" in said and "Traceback" not in said, said
 
 
 def test_a_pool_key_secret_without_its_key_is_named_and_pgpool_never_starts(rig: Rig) -> None:
-    secrets = _secrets(rig, pool_key={"wrong-key": POOL_KEY})
-    playable = playable_pod(
-        deployment(rendered()),
-        name="pgpool-bad-3",
-        settings=rig.settings,
-        credentials=rig.credentials,
-    )
-    playable.pod["spec"]["restartPolicy"] = "Never"  # one attempt (a cluster retries, the same)
-    pod = play(playable, secrets=secrets, workdir=rig.base)
-    try:
-        said = _refused(pod)
-    finally:
-        pod.remove()
+    said = _refused(rig, "pgpool-bad-3", pool_key={"wrong-key": POOL_KEY})
     assert (
         "pool key seed file (--pool-key-seed-file, PGPOOLSYNC_POOL_KEY_SEED_FILE) "
         "/var/run/secrets/pgpool-key/pgpoolkey: No such file or directory"
@@ -423,16 +399,13 @@ def test_the_pod_serves_a_login_through_pgpool_with_the_exporter_up_and_pgpoolsy
     user, version = _login(ip, "pod_alice", "alice-pw-1")
     assert user == "pod_alice" and version.startswith("15")
     assert not _can_login(ip, "pod_alice", "wrong")
-    wait_for(lambda: _get(f"http://{ip}:9720/readyz")[0] == 200, timeout=30, what="/readyz 200")
-    metrics = wait_for(
-        lambda: (
-            (got := _get(f"http://{ip}:9719/metrics"))[0] == 200
-            and "\npgpool2_up 1" in got[1]
-            and got[1]
-        ),
-        timeout=60,
-        what="pgpool2_up 1 on the exporter",
-    )
+    wait_until(lambda: _get(f"http://{ip}:9720/readyz")[0] == 200, timeout=30, what="/readyz 200")
+
+    def scraped_up() -> str:
+        status, body = _get(f"http://{ip}:9719/metrics")
+        return body if status == 200 and "\npgpool2_up 1" in body else ""
+
+    metrics = wait_until(scraped_up, timeout=60, what="pgpool2_up 1 on the exporter")
     nodes = [
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
@@ -476,7 +449,7 @@ def test_a_rotated_password_works_at_once_and_the_old_one_is_refused_without_res
         rig.credentials, "alice", {"username": "pod_alice", "password": "alice-pw-2"}, stamp="2"
     )
     rig.alice_password = "alice-pw-2"
-    wait_for(lambda: _can_login(ip, "pod_alice", "alice-pw-2"), timeout=30, what="new password")
+    wait_until(lambda: _can_login(ip, "pod_alice", "alice-pw-2"), timeout=30, what="new password")
     assert not _can_login(ip, "pod_alice", "alice-pw-1")
     after = pod.state("pgpool")
     assert (after["Pid"], after["StartedAt"]) == (before["Pid"], before["StartedAt"])
@@ -507,11 +480,12 @@ def test_sigterm_to_the_pgpool_container_is_a_smart_shutdown_that_lets_an_open_t
     conn.close()
     ended = time.monotonic()
     assert row == (1,)
-    state = wait_for(
-        lambda: (s := pod.state("pgpool"))["Status"] == "exited" and s,
-        timeout=20,
-        what="pgpool's exit once the session ended",
-    )
+
+    def exited() -> dict[str, Any]:
+        state = pod.state("pgpool")
+        return state if state["Status"] == "exited" else {}
+
+    state = wait_until(exited, timeout=20, what="pgpool's exit once the session ended")
     assert state["ExitCode"] == 0, state
     print(  # the report: pytest -s shows it
         f"smart shutdown: a new login failed after {refused_in:.1f} s (connect_timeout 5 s); "
@@ -555,7 +529,7 @@ def test_the_drop_in_image_with_pgpool2_on_k8s_minimal_env_serves_tls_logins_as_
         rig.serve_backends()
         info = inspect(name)
         ip = str(info["NetworkSettings"]["Networks"][NETWORK]["IPAddress"])
-        wait_for(lambda: _accepts(ip, 9999), timeout=60, what="the drop-in's pgpool")
+        wait_port(9999, host=ip, timeout=60)  # the drop-in's pgpool
         with psycopg.connect(
             host=ip,
             port=9999,

@@ -112,9 +112,10 @@ class Reporter:
         self.metrics.invalid.set(len(problems))
 
     def write_failed(self, where: str, exc: OSError) -> None:
-        log.error("%s; keeping the last good files", write_error(exc, Path(where)))
+        said = write_error(exc, Path(where))  # the log line and the Event say the same
+        log.error("%s; keeping the last good files", said)
         self.metrics.applies.labels("error").inc()
-        self._events(Problem(Origin("file", where), f"write failed: {exc}"), "ApplyFailed")
+        self._events(Problem(Origin("file", where), said), "ApplyFailed")
 
     def no_state(self) -> None:
         self.metrics.applies.labels("error").inc()
