@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / ".ci" / "debian-mirror"
+VENDOR = "deb https://vendor.example/apt cloud-sdk-bookworm main\n"
 
 
 def _etc(tmp_path: Path, files: dict[str, str], *, codename: str = "bookworm") -> Path:
@@ -35,7 +36,7 @@ def test_a_one_line_sources_list_entry_for_the_machine_s_release_is_the_mirror(
             "deb [arch=amd64 signed-by=/k.gpg] http://sec.example/debian-security "
             "bookworm-security main\n"
             "deb [ signed-by=/k.gpg ] http://mirror.example/debian/ bookworm main contrib\n",
-            "sources.list.d/vendor.list": "deb https://vendor.example/apt cloud-sdk-bookworm main\n",
+            "sources.list.d/vendor.list": VENDOR,
         },
     )
     got = _mirror(etc)
@@ -79,7 +80,7 @@ def test_no_entry_for_the_machine_s_release_is_an_error_naming_the_files_read(
 ) -> None:
     etc = _etc(
         tmp_path,
-        {"sources.list.d/vendor.list": "deb https://vendor.example/apt cloud-sdk-bookworm main\n"},
+        {"sources.list.d/vendor.list": VENDOR},
     )
     got = _mirror(etc)
     assert got.returncode == 1 and got.stdout == ""
