@@ -6,7 +6,6 @@ of a real PostgreSQL primary + replica."""
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import time
@@ -29,7 +28,6 @@ from tests.podman import (
     GATEWAY,
     IMAGES,
     NETWORK,
-    ROOT,
     PlayedPod,
     create_secrets,
     deployment,
@@ -41,6 +39,7 @@ from tests.podman import (
     podman,
     rendered,
 )
+from tests.test_images import pinned_pgpool
 from tests.test_run_kube import pgo_secret
 
 pytestmark = pytest.mark.containers
@@ -264,14 +263,11 @@ def test_the_entrypoints_run_with_a_read_only_root_no_capabilities_and_no_shell(
         assert got.returncode == 0 and f"usage: pgpoolsync {sub}" in got.stdout, got
     for name in ("pgpool", "pgpool-dropin"):
         # The version under test: the pgpool2 package the image's Dockerfile pins.
-        pinned = re.search(
-            r"pgpool2=(\d+\.\d+\.\d+)", (ROOT / "images" / name / "Dockerfile").read_text()
-        )
-        assert pinned, name
+        pinned = pinned_pgpool(name)
         image = f"localhost/{name}:latest"
         got = _locked_down(tmp_path, image, ["--version"], opts=["--entrypoint=/usr/sbin/pgpool"])
         assert got.returncode == 0, got
-        assert f"pgpool-II version {pinned[1]} " in got.stdout + got.stderr, got
+        assert f"pgpool-II version {pinned} " in got.stdout + got.stderr, got
 
 
 def test_the_image_s_kubernetes_client_renders_from_the_api_double(
