@@ -56,13 +56,15 @@ DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
 # docs/pgpool-facts.md), and the one assumed when none is given: what the images run.
 PGPOOL_VERSIONS = ("4.3", "4.4", "4.5", "4.6", "4.7")
 DEFAULT_PGPOOL_VERSION = "4.6"
-# Renamed parameters, (old name, new name, version that renamed it): the newer pgpool ignores
-# the old name (an INFO line only) and the older one the new name, so both are written.
-RENAMED_PARAMS = (("socket_dir", "unix_socket_directories", "4.4"),)
-# Renamed parameters written under the one name the target version reads, with the value given
-# under either: pgpool 4.7 warns about `logdir` (and takes it as work_dir), 4.3-4.6 ignore
-# `work_dir`. 4.7.0 refuses to start with neither set, so 4.7 always gets a work_dir.
-RENAMED_ONE_NAME_PARAMS = (("logdir", "work_dir", "4.7"),)
+# Renamed parameters: (old name, new name, the version that renamed it, written under both).
+# socket_dir: the newer pgpool ignores the old name (an INFO line only) and the older one the new
+# name, so both are written. logdir: under the one name the target reads, with the value given
+# under either, since 4.7 warns about `logdir`; 4.7 always gets a work_dir (4.7.0 with neither
+# writes /pgpool_status, docs/pgpool-facts.md).
+RENAMED_PARAMS = (
+    ("socket_dir", "unix_socket_directories", "4.4", True),
+    ("logdir", "work_dir", "4.7", False),
+)
 # pgpool's compiled-in pid_file_name (DEFAULT_PID_FILE_NAME, src/include/pool.h): work_dir's
 # default for 4.7 is its directory, the run directory pgpool must be able to write anyway.
 PGPOOL_PID_FILE = "/var/run/pgpool/pgpool.pid"
@@ -450,28 +452,13 @@ def check_param(param: Param) -> Problem | None:
 
 
 def version_params(params: list[Param], *, version: str) -> tuple[list[Param], list[Problem]]:
-    """Renamed parameters under both names (each pgpool reads the one it knows), or under the
-    one name the target version reads (RENAMED_ONE_NAME_PARAMS); a warning for each parameter
-    the target version does not know."""
+    """Renamed parameters under both names (each pgpool reads the one it knows) or under the one
+    the target version reads; a warning for each parameter the target version does not know."""
     by_name = {p.name: p for p in params}
     out = list(params)
     problems: list[Problem] = []
-    for old, new, since in RENAMED_PARAMS:
-        a, b = by_name.get(old), by_name.get(new)
-        if a is not None and b is not None and a.value != b.value:
-            problems.append(
-                Problem(
-                    b.source,
-                    f"{old} and {new} (its name from pgpool {since}) have different values: "
-                    "set one of them",
-                )
-            )
-        elif a is not None and b is None:
-            out.append(Param(new, a.value, a.source))
-        elif b is not None and a is None:
-            out.append(Param(old, b.value, b.source))
     target = _version_key(version)
-    for old, new, since in RENAMED_ONE_NAME_PARAMS:
+    for old, new, since, both in RENAMED_PARAMS:
         a, b = by_name.get(old), by_name.get(new)
         if a is not None and b is not None and a.value != b.value:
             problems.append(
@@ -483,6 +470,13 @@ def version_params(params: list[Param], *, version: str) -> tuple[list[Param], l
             )
             continue
         given = b or a
+        if both:
+            out += [
+                Param(n, given.value, given.source)
+                for n in (old, new)
+                if given and n not in by_name
+            ]
+            continue
         keep = new if target >= _version_key(since) else old
         out = [p for p in out if p.name not in (old, new)]
         if given is not None:
