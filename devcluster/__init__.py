@@ -12,6 +12,7 @@ psycopg connection, never passed in argv.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import pwd
@@ -52,6 +53,7 @@ def pgpool_binary() -> str:
     return found
 
 
+@functools.cache
 def pgpool_version() -> str:
     """The version of the pgpool under test, e.g. ``4.3.5`` (``pgpool --version`` prints
     ``pgpool-II version 4.3.5 (tamahomeboshi)`` on stderr)."""
@@ -346,7 +348,8 @@ class Pgpool:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def params(self) -> dict[str, str]:
-        """PGPOOL_PARAMS_* for this instance's ports and runtime directories."""
+        """PGPOOL_PARAMS_* for this instance's ports and runtime directories, and the version of
+        the pgpool under test (PGPOOLSYNC_PGPOOL_VERSION)."""
         self.rundir.mkdir(parents=True, exist_ok=True)
         run = str(self.rundir)
         return {
@@ -362,6 +365,8 @@ class Pgpool:
             "PGPOOL_PARAMS_NUM_INIT_CHILDREN": "4",
             "PGPOOL_PARAMS_MAX_POOL": "2",
             "PGPOOL_PARAMS_LOG_MIN_MESSAGES": "info",
+            # The files are written for the pgpool under test (4.7: work_dir, not logdir).
+            "PGPOOLSYNC_PGPOOL_VERSION": ".".join(pgpool_version().split(".")[:2]),
         }
 
     def argv(self) -> list[str]:

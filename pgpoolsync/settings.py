@@ -50,7 +50,7 @@ class Common:
     tls_dir: Path | None = None
     tls_names: tuple[str, ...] = ()
     tls_required: bool = False
-    pgpool_version: str = "4.3"
+    pgpool_version: str = model.DEFAULT_PGPOOL_VERSION
     pool_passwd: bool = True
     env_params: tuple[Param, ...] = ()
     config_problems: tuple[Problem, ...] = ()  # in a mounted pgpool.conf: no state is built
@@ -182,8 +182,8 @@ def add_common_flags(p: _EnvParser) -> None:
     p.add(
         "--pgpool-version",
         help="the pgpool that reads the files (a parameter it does not know is reported; "
-        "renamed ones are written under both names either way)",
-        default="4.3",
+        "socket_dir is written under both names, logdir as work_dir from 4.7)",
+        default=model.DEFAULT_PGPOOL_VERSION,
         choices=list(model.PGPOOL_VERSIONS),
     )
     p.add(

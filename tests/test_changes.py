@@ -20,6 +20,7 @@ RUNNING = {
     "backend_weight0": "0.500000",
     "backend_flag0": "DISALLOW_TO_FAILOVER|ALWAYS_PRIMARY",
     "ssl": "0",
+    "work_dir": "/var/run/pgpool",  # 4.7 reports it (logdir is hidden from SHOW ALL there)
 }
 DESIRED = {
     "backend_clustering_mode": "streaming_replication",
@@ -34,6 +35,7 @@ DESIRED = {
     "backend_weight0": "1",
     "backend_flag0": "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER",
     "ssl": "off",
+    "work_dir": "/var/run/pgpool",
     "enable_shared_relcache": "on",  # not reported: not compared
 }
 
@@ -52,6 +54,7 @@ def test_pgpool_running_the_desired_values_in_its_own_formats_is_no_drift() -> N
         ("backend_hostname0", "other", Drift(restart=("backend_hostname0",))),
         ("ssl", "on", Drift(restart=("ssl",))),
         ("backend_flag0", "DISALLOW_TO_FAILOVER", Drift(restart=("backend_flag0",))),
+        ("work_dir", "/other", Drift(restart=("work_dir",))),  # 4.7's name for logdir
         ("connect_timeout", "5000", Drift(unapplied=("connect_timeout",))),
         ("backend_flag0", "ALWAYS_PRIMARY|ALLOW_TO_FAILOVER", Drift(unapplied=("backend_flag0",))),
         ("backend_weight0", "0", Drift()),  # normalised by pgpool: not compared

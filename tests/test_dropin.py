@@ -318,7 +318,7 @@ def test_a_mounted_config_volume_is_used_as_the_image_uses_it(
     lines = [
         f"{k[len('PGPOOL_PARAMS_') :].lower()} = '{v}'"
         for k, v in pool.params().items()
-        if k != "PGPOOL_PARAMS_NUM_INIT_CHILDREN"
+        if k.startswith("PGPOOL_PARAMS_") and k != "PGPOOL_PARAMS_NUM_INIT_CHILDREN"
     ]
     (volume / "pgpool.conf").write_text("\n".join([*lines, "num_init_children = 3"]) + "\n")
     (volume / "pool_hba.conf").write_text(

@@ -4,6 +4,7 @@ venv the way images/pgpoolsync/Dockerfile does, then run its entrypoint commands
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import venv
 from pathlib import Path
 
 import pytest
+
+from pgpoolsync.core import model
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
@@ -129,3 +132,22 @@ def test_wheel_installs_into_a_fresh_venv_and_the_entrypoints_run(tmp_path: Path
         cwd=tmp_path,
     ).stdout
     assert str(pth) in loaded and pgpoolsync.__file__ not in loaded
+
+
+def pinned_pgpool(image: str) -> str:
+    """The pgpool2 package version images/<image>/Dockerfile installs (comments aside): the
+    version an image test must find."""
+    text = (ROOT / "images" / image / "Dockerfile").read_text()
+    code = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+    found = re.findall(r"pgpool2=(\d+\.\d+\.\d+)", code)
+    assert len(found) == 1, (image, found)
+    return str(found[0])
+
+
+def test_the_default_pgpool_version_is_the_one_the_images_and_manifests_run() -> None:
+    for name in ("pgpool", "pgpool-dropin"):
+        assert pinned_pgpool(name).rsplit(".", 1)[0] == model.DEFAULT_PGPOOL_VERSION, name
+    for manifest in (ROOT / "manifests").rglob("*.yaml"):
+        text = manifest.read_text()
+        set_here = re.findall(r"PGPOOLSYNC_PGPOOL_VERSION\s*\n\s*value:\s*\"?([\d.]+)", text)
+        assert set(set_here) <= {model.DEFAULT_PGPOOL_VERSION}, manifest

@@ -43,7 +43,12 @@ def test_the_restart_hash_is_the_same_for_the_same_restart_only_values() -> None
 
 @pytest.mark.parametrize(
     "change",
-    [{"num_init_children": "64"}, {"port": "9998"}, {"backend_hostname0": "db2"}],
+    [
+        {"num_init_children": "64"},
+        {"port": "9998"},
+        {"backend_hostname0": "db2"},
+        {"work_dir": "/other"},
+    ],
 )
 def test_a_restart_only_value_changes_the_hash(change: dict[str, str]) -> None:
     assert rollout.restart_hash(_state(**change)) != rollout.restart_hash(_state())

@@ -41,6 +41,7 @@ RESTART_PARAMS = frozenset(
         "pool_passwd",
         "pid_file_name",
         "logdir",
+        "work_dir",  # logdir's name from 4.7
         "wd_ipc_socket_dir",
         "serialize_accept",
         "listen_backlog_multiplier",

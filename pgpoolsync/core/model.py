@@ -52,12 +52,24 @@ DEFAULT_PARAMS: tuple[tuple[str, str], ...] = (
 )
 
 
-# pgpool versions the files are written for and tested on (CI runs 4.3 and 4.6).
-PGPOOL_VERSIONS = ("4.3", "4.4", "4.5", "4.6")
-# Renamed parameters, (old name, new name, version that renamed it): the newer pgpool ignores
-# the old name (an INFO line only) and the older one the new name, so both are written.
-RENAMED_PARAMS = (("socket_dir", "unix_socket_directories", "4.4"),)
-# Parameters a pgpool older than the version given does not know (and ignores).
+# pgpool versions the files are written for (CI runs 4.6 and 4.3; 4.7 was checked once by hand,
+# docs/pgpool-facts.md), and the one assumed when none is given: what the images run.
+PGPOOL_VERSIONS = ("4.3", "4.4", "4.5", "4.6", "4.7")
+DEFAULT_PGPOOL_VERSION = "4.6"
+# Renamed parameters: (old name, new name, the version that renamed it, written under both).
+# socket_dir: the newer pgpool ignores the old name (an INFO line only) and the older one the new
+# name, so both are written. logdir: under the one name the target reads, with the value given
+# under either, since 4.7 warns about `logdir`; 4.7 always gets a work_dir (4.7.0 with neither
+# writes /pgpool_status, docs/pgpool-facts.md).
+RENAMED_PARAMS = (
+    ("socket_dir", "unix_socket_directories", "4.4", True),
+    ("logdir", "work_dir", "4.7", False),
+)
+# pgpool's compiled-in pid_file_name (DEFAULT_PID_FILE_NAME, src/include/pool.h): work_dir's
+# default for 4.7 is its directory, the run directory pgpool must be able to write anyway.
+PGPOOL_PID_FILE = "/var/run/pgpool/pgpool.pid"
+# Parameters a pgpool older than the version given does not know (and ignores); read in
+# src/config/pool_config_variables.c of each stable branch.
 ADDED_PARAMS = {
     "process_management_mode": "4.4",
     "process_management_strategy": "4.4",
@@ -70,6 +82,11 @@ ADDED_PARAMS = {
     "log_pcp_processes": "4.5",
     "user_redirect_preference_list": "4.5",
     "log_backend_messages": "4.6",
+    "recovery_database": "4.7",
+    "wd_listen_address": "4.7",
+    "wd_listen_port": "4.7",
+    "wd_heartbeat_listen_addresses": "4.7",
+    "wd_heartbeat_listen_port": "4.7",
 }
 
 
@@ -209,7 +226,7 @@ class Inputs:
     tls: TlsMaterial | None = None
     tls_dir: str = "/etc/pgpool"  # where pgpool finds the TLS files (the config dir)
     tls_required: bool = False
-    pgpool_version: str = "4.3"  # the pgpool that reads the files (--pgpool-version)
+    pgpool_version: str = DEFAULT_PGPOOL_VERSION  # the pgpool that reads the files
     # False: no pool_passwd entries; clients send clear-text passwords, over TLS only, that the
     # backends check (PGPOOL_ENABLE_POOL_PASSWD=false in pgpool2_on_k8s).
     pool_passwd: bool = True
@@ -435,12 +452,13 @@ def check_param(param: Param) -> Problem | None:
 
 
 def version_params(params: list[Param], *, version: str) -> tuple[list[Param], list[Problem]]:
-    """Renamed parameters under both names (each pgpool reads the one it knows); a warning for
-    each parameter the target version does not know."""
+    """Renamed parameters under both names (each pgpool reads the one it knows) or under the one
+    the target version reads; a warning for each parameter the target version does not know."""
     by_name = {p.name: p for p in params}
     out = list(params)
     problems: list[Problem] = []
-    for old, new, since in RENAMED_PARAMS:
+    target = _version_key(version)
+    for old, new, since, both in RENAMED_PARAMS:
         a, b = by_name.get(old), by_name.get(new)
         if a is not None and b is not None and a.value != b.value:
             problems.append(
@@ -450,11 +468,23 @@ def version_params(params: list[Param], *, version: str) -> tuple[list[Param], l
                     "set one of them",
                 )
             )
-        elif a is not None and b is None:
-            out.append(Param(new, a.value, a.source))
-        elif b is not None and a is None:
-            out.append(Param(old, b.value, b.source))
-    target = _version_key(version)
+            continue
+        given = b or a
+        if both:
+            out += [
+                Param(n, given.value, given.source)
+                for n in (old, new)
+                if given and n not in by_name
+            ]
+            continue
+        keep = new if target >= _version_key(since) else old
+        out = [p for p in out if p.name not in (old, new)]
+        if given is not None:
+            out.append(Param(keep, given.value, given.source))
+        elif keep == "work_dir":
+            pid_file = by_name.get("pid_file_name")
+            run_dir = (pid_file.value if pid_file else PGPOOL_PID_FILE).rpartition("/")[0]
+            out.append(Param(keep, run_dir or "/", DEFAULT_ORIGIN))
     for p in params:
         added = ADDED_PARAMS.get(p.name)
         if added is not None and _version_key(added) > target:
