@@ -116,16 +116,23 @@ class _Reference(Collector):
         kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
         for fam in self.fams:
             names = [k for k, _ in fam.samples[0][0]] if fam.samples else []
-            out: Metric = kinds.get(fam.kind, UntypedMetricFamily)(fam.name, fam.help, labels=names)
+            kind = fam.kind if fam.kind != "counter" or fam.name.endswith("_total") else "untyped"
+            out: Metric = kinds.get(kind, UntypedMetricFamily)(fam.name, fam.help, labels=names)
             for labels, value in fam.samples:
                 out.add_metric([v for _, v in labels], value)  # type: ignore[attr-defined]
             yield out
 
 
 def _reference_text(fams: list[families.Family]) -> str:
+    """prometheus_client writes every counter with ``_total``: pgpool2_exporter's ``*_cnt``
+    counters are built untyped there, and their TYPE line set back to counter here."""
     reg = CollectorRegistry()
     reg.register(_Reference(fams))
-    return generate_latest(reg).decode()
+    text = generate_latest(reg).decode()
+    for fam in fams:
+        if fam.kind == "counter" and not fam.name.endswith("_total"):
+            text = text.replace(f"# TYPE {fam.name} untyped\n", f"# TYPE {fam.name} counter\n")
+    return text
 
 
 _label_value = st.text(st.characters(codec="utf-8"), max_size=12)
@@ -173,6 +180,43 @@ def test_every_parsed_family_exposes_like_prometheus_client() -> None:
     ]
     assert len(fams) > 30
     assert _text(fams) == _reference_text(fams)
+
+
+CNT_COUNTERS = (
+    "pgpool2_pool_nodes_select_cnt",
+    *(
+        f"pgpool2_pool_backend_stats_{c}_cnt"
+        for c in ("select", "insert", "update", "delete", "ddl", "other", "panic", "fatal", "error")
+    ),
+)
+
+
+def test_the_ten_cnt_families_are_counters_under_pgpool2_exporter_s_sample_names() -> None:
+    stats = [{**row, **{n.rsplit("stats_", 1)[1]: "7" for n in CNT_COUNTERS[1:]}} for row in NODES]
+    text = _text(
+        [
+            *families.parse_pool_nodes(table_from_rows(NODES)),
+            *families.parse_backend_stats(table_from_rows(stats)),
+        ]
+    )
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
+    assert {name: types.get(name) for name in CNT_COUNTERS} == dict.fromkeys(
+        CNT_COUNTERS, "counter"
+    )
+    assert [n for n, kind in types.items() if kind == "counter"] == list(CNT_COUNTERS)
+    samples = {line.split("{")[0] for line in text.splitlines() if not line.startswith("#")}
+    assert set(CNT_COUNTERS) <= samples
+    assert not [s for s in samples if s.endswith("_total")]
+    assert (
+        "# HELP pgpool2_pool_backend_stats_fatal_cnt Fatal message counts returned from backend\n"
+        in text
+    )
+
+
+def test_cache_sizes_say_they_are_in_bytes_as_pgpool2_exporter_does() -> None:
+    text = _text(families.parse_cache(table_from_rows([{"used_cache_entries_size": "1"}])))
+    for col in ("used", "free", "fragment"):
+        assert f"# HELP pgpool2_pool_cache_{col}_cache_entries_size Total size in bytes of" in text
 
 
 def test_two_nodes_on_one_host_port_role_do_not_collide() -> None:

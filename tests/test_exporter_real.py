@@ -33,6 +33,12 @@ PGPOOL2_EXPORTER_NAMES = {
             "max_retry_count",
         )
     ),
+    # counters, as pgpool2_exporter types them, under its names without _total
+    "pgpool2_pool_nodes_select_cnt",
+    *(
+        f"pgpool2_pool_backend_stats_{c}_cnt"
+        for c in ("select", "insert", "update", "delete", "ddl", "other", "panic", "fatal", "error")
+    ),
 }
 
 
@@ -144,7 +150,8 @@ def test_promtool_accepts_a_real_scrape(pool: Pgpool, exporter_url: str) -> None
     if not pool.running():
         pool.start()
     text = _scrape(exporter_url)
-    assert "pgpool2_pool_backend_stats_select_cnt" in text
+    assert "# TYPE pgpool2_pool_backend_stats_select_cnt counter\n" in text
+    assert "# TYPE pgpool2_pool_nodes_select_cnt counter\n" in text
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
@@ -153,6 +160,7 @@ def test_promtool_accepts_a_real_scrape(pool: Pgpool, exporter_url: str) -> None
     assert result.returncode in (0, 3), result.stdout + result.stderr
     lint = re.compile(
         r'^(\S+) (non-counter metrics should not have "_total" suffix|'
+        r'counter metrics should have "_total" suffix|'
         r'non-histogram and non-summary metrics should not have "_count" suffix)$'
     )
     for line in (result.stdout + result.stderr).splitlines():

@@ -5,7 +5,9 @@ Owns the parsing of ``SHOW pool_nodes``, ``pool_backend_stats``, ``pool_health_c
 name, so 4.3-4.6 all work), and the scrape's own families (``up``, errors, scrapes, version).
 Names, types and labels follow pgpool2_exporter v1.2.2; per-node families also carry
 ``node_id`` so two nodes on one host:port never collide. A family's name is its sample name:
-the ``*_cnt`` counters keep pgpool2_exporter's names, without ``_total``.
+the ten ``*_cnt`` families are counters, as pgpool2_exporter types them, under its names
+without ``_total`` (the text format allows it; ``exposition`` writes names as they are). HELP
+texts are pgpool2_exporter's with its typos corrected.
 """
 
 from __future__ import annotations
@@ -95,8 +97,8 @@ CACHE_COLS = {
     "num_hash_entries": "Number of total hash entries",
     "used_hash_entries": "Number of used hash entries",
     "num_cache_entries": "Number of used cache entries",
-    "used_cache_entries_size": "Total size of used cache size",
-    "free_cache_entries_size": "Total size of free cache size",
+    "used_cache_entries_size": "Total size in bytes of used cache size",
+    "free_cache_entries_size": "Total size in bytes of free cache size",
     "fragment_cache_entries_size": "Total size in bytes of the fragmented cache",
 }
 
@@ -128,7 +130,7 @@ def _spec(prefix: str, columns: dict[str, str], *, kind: str) -> Spec:
 
 
 POOL_NODES_SPEC: Spec = (
-    *_spec("pool_nodes", POOL_NODES_COLS, kind="untyped"),
+    *_spec("pool_nodes", POOL_NODES_COLS, kind="counter"),
     (
         "replication_delay",
         f"{NS}_pool_nodes_replication_delay",
@@ -147,7 +149,7 @@ POOL_NODES_TAIL_SPEC: Spec = (
         status_value,
     ),
 )
-BACKEND_STATS_SPEC = _spec("pool_backend_stats", BACKEND_STATS_COLS, kind="untyped")
+BACKEND_STATS_SPEC = _spec("pool_backend_stats", BACKEND_STATS_COLS, kind="counter")
 HEALTH_SPEC = _spec("pool_health_check_stats", HEALTH_COLS, kind="gauge")
 
 
