@@ -46,6 +46,7 @@ def exporter_rss(*, port: int, password: str, scrapes: int) -> dict[str, object]
         "DATA_SOURCE_URI": f"127.0.0.1:{port}/postgres?sslmode=disable",
         "DATA_SOURCE_USER": "monitor",
         "DATA_SOURCE_PASS": password,
+        **({"PGGSSENCMODE": os.environ["XG"]} if "XG" in os.environ else {}),
     }
     proc = subprocess.Popen(
         [pgpoolsync_exe(), "exporter", "--listen", f"127.0.0.1:{listen}"],
@@ -54,31 +55,32 @@ def exporter_rss(*, port: int, password: str, scrapes: int) -> dict[str, object]
         stderr=subprocess.DEVNULL,
     )
     try:
-        url = f"http://127.0.0.1:{listen}/metrics"
         deadline = time.monotonic() + 30
-        while True:
+        while True:  # /healthz: the port is open, nothing scraped yet
             try:
-                with urllib.request.urlopen(url, timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{listen}/healthz", timeout=5) as r:
                     r.read()
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.05)
-        up = 0.0
+        status = Path(f"/proc/{proc.pid}/status")
+        rss: list[float] = [_kib(status.read_text(), "VmRSS") / 1024]
         for _ in range(scrapes):
-            with urllib.request.urlopen(url, timeout=10) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{listen}/metrics", timeout=10) as r:
                 text = r.read().decode()
-            up = next(
-                float(ln.split()[1]) for ln in text.splitlines() if ln.startswith("pgpool2_up ")
-            )
-        if up != 1.0:
-            raise RuntimeError("the exporter did not reach pgpool")
-        status = Path(f"/proc/{proc.pid}/status").read_text()
+            if "\npgpool2_up 1.0\n" not in text:
+                raise RuntimeError("the exporter did not reach pgpool")
+            rss.append(_kib(status.read_text(), "VmRSS") / 1024)
+        final = status.read_text()
         return {
-            "scrapes": scrapes + 1,
-            "rss_mib": _kib(status, "VmRSS") / 1024,
-            "peak_rss_mib": _kib(status, "VmHWM") / 1024,
+            "scrapes": scrapes,
+            "rss_mib_before_a_scrape": rss[0],
+            "rss_mib_after_one": rss[1],
+            "rss_mib_by_scrape": rss,
+            "rss_mib": _kib(final, "VmRSS") / 1024,
+            "peak_rss_mib": _kib(final, "VmHWM") / 1024,
             "target_rss_mib": 36,
         }
     finally:
@@ -172,8 +174,9 @@ def main() -> None:
     rss = r["exporter_process"]
     assert isinstance(rss, dict)
     print(
-        f"pgpoolsync exporter after {rss['scrapes']} scrapes: RSS {rss['rss_mib']:.1f} MiB "
-        f"(peak {rss['peak_rss_mib']:.1f}), target <= {rss['target_rss_mib']} MiB"
+        f"pgpoolsync exporter RSS: {rss['rss_mib_before_a_scrape']:.1f} MiB before a scrape, "
+        f"{rss['rss_mib_after_one']:.1f} after one, {rss['rss_mib']:.1f} after {rss['scrapes']} "
+        f"(peak {rss['peak_rss_mib']:.1f}); target <= {rss['target_rss_mib']} MiB"
     )
     print("wrote", write("scrape", r))
 
