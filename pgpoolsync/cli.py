@@ -236,7 +236,7 @@ def cmd_run(common: Common, run: RunSettings) -> int:
         reporter=Reporter(metrics=m, events=events),
         signal=change,
         where=str(common.config_dir),
-        resync_seconds=run.resync_seconds or 300,
+        resync_seconds=run.resync_seconds,
     )
     source.start(change.notify)
     try:

@@ -89,7 +89,7 @@ class Loop:
         reporter: Reporter,
         signal: ChangeSignal,
         where: str,
-        resync_seconds: float = 300.0,
+        resync_seconds: float,
         backoff_max: float = 30.0,
         recheck_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,

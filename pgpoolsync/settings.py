@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgpoolsync.core import hba, model, passwd, pgpoolconf, tls
+from pgpoolsync.core import hba, model, passwd, pgpoolconf, tls, values
 from pgpoolsync.core.model import Credential, Param, Problem, env_origin, flag_origin
 from pgpoolsync.core.presets import PRESETS
 from pgpoolsync.envflags import (
@@ -34,6 +34,10 @@ from pgpoolsync.exporter import command as exporter_command
 from pgpoolsync.exporter.command import ExporterSettings
 
 __all__ = ["ENV_PREFIX", "ExporterSettings", "UsageError", "env_name", "read_password_file"]
+
+# Defaults written once: the flags, RunSettings and the parts they configure take them from here.
+RESYNC_SECONDS = 300  # a full resync, whatever the watches said
+NODE_SETTLE_SECONDS = 3  # an endpoint ready this long before its node is attached
 
 PARAMS_PREFIX = "PGPOOL_PARAMS_"
 DEFAULT_KEY_NAME = ".pgpoolkey"
@@ -261,7 +265,12 @@ def add_run_flags(p: _EnvParser) -> None:
     p.add("--pcp-port", help="pgpool's PCP port (default: pcp_port of pgpool.conf)", type=_port)
     p.add("--listen", help="address of /metrics, /healthz, /readyz", default=":9720")
     p.add("--once", help="apply once and exit (init container)", action="store_true")
-    p.add("--resync-seconds", help="full resync period", default="300", type=_nonneg_int)
+    p.add(
+        "--resync-seconds",
+        help="full resync period (0: the default)",
+        default=str(RESYNC_SECONDS),
+        type=_nonneg_int,
+    )
     p.add(
         "--watch-timeout-seconds",
         help="server-side watch timeout (client read timeout is 10%% longer)",
@@ -301,7 +310,7 @@ def add_run_flags(p: _EnvParser) -> None:
         "--node-settle-seconds",
         help="attach a node only once its Service has been ready this long (a flapping "
         "endpoint must not cause a storm of PCP commands)",
-        default="3",
+        default=str(NODE_SETTLE_SECONDS),
         type=_nonneg_int,
     )
     p.add("--pgpool-pid-file", help="pgpool's pid file (default: pid_file_name of pgpool.conf)")
@@ -336,7 +345,7 @@ class RunSettings:
     pod_name: str | None
     tls_secret: str | None = None
     topology: bool = True
-    node_settle_seconds: int = 3
+    node_settle_seconds: int = NODE_SETTLE_SECONDS
     min_rollout_interval: int = 900
     deployment: str | None = None
 
@@ -367,7 +376,7 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
         pcp_port=int(ns.pcp_port) if ns.pcp_port else None,
         listen=ns.listen,
         once=bool(ns.once),
-        resync_seconds=int(ns.resync_seconds),
+        resync_seconds=int(ns.resync_seconds) or RESYNC_SECONDS,
         watch_timeout_seconds=int(ns.watch_timeout_seconds),
         restart_policy=ns.restart_policy,
         pgpool_pid_file=ns.pgpool_pid_file or None,
@@ -485,7 +494,7 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
     creds, warnings = env_credentials(environ)
     params, file_problems, ignored = mounted_params(environ, env_params(environ))
     warnings = [*warnings, *ignored]
-    ssl_asked = any(p.name == "ssl" and truthy(p.value) for p in params)
+    ssl_asked = any(p.name == "ssl" and values.boolean(p.value) for p in params)
     pool_passwd = truthy(environ.get("PGPOOL_ENABLE_POOL_PASSWD", "true"))
     if ssl_asked and ns.tls == "off":
         raise UsageError(

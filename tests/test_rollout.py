@@ -295,3 +295,20 @@ def test_the_role_allows_every_call_a_rollout_makes_and_only_on_that_deployment(
     assert not _role_allows("get", "apps", "deployments", "another-app")
     assert not _role_allows("list", "", "pods", None)
     assert not _role_allows("patch", "", "pods", "pgpool-6d4cf-aaaaa")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["health_check_password", "sr_check_password", "ssl_passphrase_command", "ssl_key", "x_secret"],
+)
+def test_a_sensitive_value_is_masked_in_a_change_line_and_left_out_of_the_hash_alike(
+    name: str,
+) -> None:
+    from pgpoolsync.core.changes import describe_change
+
+    old, new = _state(**{name: "hunter1"}), _state(**{name: "hunter2"})
+    line = describe_change(old, new)
+    assert f"{name} = ***" in line and "hunter" not in line
+    assert rollout.restart_hash(old) == rollout.restart_hash(new)
+    shown = describe_change(_state(connect_timeout="1"), _state(connect_timeout="2"))
+    assert "connect_timeout = '2'" in shown  # the rule masks only what it should

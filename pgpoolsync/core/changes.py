@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pgpoolsync.core.model import DesiredState
+from pgpoolsync.core.values import boolean, sensitive
 
 # Parameters pgpool reads only at start (docs/pgpool-facts.md, "Reload ..."; in
 # pgpool's source, the CFGCXT_INIT variables of src/config/pool_config_variables.c).
@@ -59,15 +60,7 @@ _ENUMS: dict[str, dict[str, str]] = {
         "snapshot_isolation": "6",
     },
 }
-_TRUE = frozenset({"on", "true", "yes", "1"})
-_FALSE = frozenset({"off", "false", "no", "0"})
 _BACKEND = re.compile(r"^backend_(hostname|port|weight|flag|data_directory|application_name)(\d+)$")
-_SENSITIVE = re.compile(r"password|secret|passphrase|key", re.IGNORECASE)
-
-
-def _bool(value: str) -> bool | None:
-    v = value.strip().lower()
-    return True if v in _TRUE else False if v in _FALSE else None
 
 
 def _number(value: str) -> float | None:
@@ -87,7 +80,7 @@ def same_value(name: str, running: str, desired: str) -> bool | None:
         return {t.strip() for t in running.split("|") if t.strip()} == {
             t.strip() for t in desired.split("|") if t.strip()
         }
-    want_bool, have_bool = _bool(desired), _bool(running)
+    want_bool, have_bool = boolean(desired), boolean(running)
     if want_bool is not None and have_bool is not None and running.strip() in ("0", "1"):
         return want_bool == have_bool
     want_num, have_num = _number(desired), _number(running)
@@ -161,7 +154,7 @@ def describe_change(old: DesiredState | None, new: DesiredState) -> str:
     old_params = dict(old.params) if old else {}
     for name, value in new.params:
         if old and old_params.get(name) != value:
-            shown = "***" if _SENSITIVE.search(name) else repr(value)
+            shown = "***" if sensitive(name) else repr(value)
             parts.append(f"{name} = {shown}")
     for name in sorted(set(old_params) - set(dict(new.params))):
         parts.append(f"{name} removed")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from pgpoolsync.core.changes import RESTART_PARAMS
 from pgpoolsync.core.model import DesiredState
+from pgpoolsync.core.values import sensitive
 
 # On the pod template (a change to it is what rolls the pods), and so on every pod made from it.
 HASH_ANNOTATION = "pgpoolsync.io/restart-hash"
@@ -31,7 +32,6 @@ REQUESTED_AT_ANNOTATION = "pgpoolsync.io/rollout-requested-at"
 
 _BACKEND_ADDRESS = re.compile(r"^backend_(hostname|port|data_directory)\d+$")
 _BACKEND_FLAG = re.compile(r"^backend_flag\d+$")
-_SENSITIVE = re.compile(r"password|secret|passphrase|key", re.IGNORECASE)
 
 PATCH = "patch"  # ask the Deployment for a rollout
 PENDING = "pending"  # a rollout carrying the hash is under way; this pod will be replaced
@@ -44,7 +44,7 @@ def restart_part(state: DesiredState) -> tuple[tuple[str, str], ...]:
     """The (name, value) pairs pgpool takes only at start, sorted; no secret among them."""
     out: list[tuple[str, str]] = []
     for name, value in state.params:
-        if _SENSITIVE.search(name):
+        if sensitive(name):
             continue
         if name in RESTART_PARAMS or name.startswith("ssl") or _BACKEND_ADDRESS.match(name):
             out.append((name, value))

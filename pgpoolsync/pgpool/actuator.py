@@ -185,7 +185,7 @@ class Actuator:
         restart: Restarter | None = None,
         verify_seconds: float = 2.0,
         recheck_seconds: float = 60.0,
-        settle_seconds: float = 3.0,
+        settle_seconds: float,
         node_interval: float = 1.0,
         node_verify_seconds: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
