@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pgpoolsync.core import rollout
 from pgpoolsync.core.model import DesiredState
-from pgpoolsync.pgpool.actuator import RestartOutcome
+from pgpoolsync.core.outcomes import RestartOutcome
 
 log = logging.getLogger(__name__)
 

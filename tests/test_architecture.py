@@ -204,3 +204,23 @@ def test_the_exporter_process_loads_neither_the_core_nor_render_s_and_run_s_libr
         if m.split(".")[0] in NOT_IN_THE_EXPORTER or m.startswith(NOT_IN_THE_EXPORTER)
     )
     assert not bad, bad
+
+
+def _ours(module: str) -> set[str]:
+    return {n for n in MODULES[module] if n.startswith("pgpoolsync.")}
+
+
+def test_the_reporter_reads_outcomes_from_the_core_never_from_the_pgpool_side() -> None:
+    for module in MODULES:
+        if module.startswith("report/"):
+            assert not {n for n in _ours(module) if n.startswith("pgpoolsync.pgpool")}, module
+
+
+def test_the_rollout_policy_does_not_import_the_actuator() -> None:
+    assert not {n for n in _ours("rollout.py") if n.startswith("pgpoolsync.pgpool")}
+
+
+def test_sources_keep_their_metrics_through_a_protocol_not_the_report_package() -> None:
+    for module in MODULES:
+        if module.startswith("sources/"):
+            assert not {n for n in _ours(module) if n.startswith("pgpoolsync.report")}, module
