@@ -38,6 +38,7 @@ __all__ = ["ENV_PREFIX", "ExporterSettings", "UsageError", "env_name", "read_pas
 # Defaults written once: the flags, RunSettings and the parts they configure take them from here.
 RESYNC_SECONDS = 300  # a full resync, whatever the watches said
 NODE_SETTLE_SECONDS = 3  # an endpoint ready this long before its node is attached
+MIN_ROLLOUT_INTERVAL = 900  # seconds between two rollouts any replica asks for
 
 PARAMS_PREFIX = "PGPOOL_PARAMS_"
 DEFAULT_KEY_NAME = ".pgpoolkey"
@@ -290,7 +291,7 @@ def add_run_flags(p: _EnvParser) -> None:
         "--min-rollout-interval",
         help="seconds between two rollouts requested by any replica (a flapping input must "
         "not restart pods in a loop)",
-        default="900",
+        default=str(MIN_ROLLOUT_INTERVAL),
         type=_nonneg_int,
     )
     p.add(
@@ -346,7 +347,7 @@ class RunSettings:
     tls_secret: str | None = None
     topology: bool = True
     node_settle_seconds: int = NODE_SETTLE_SECONDS
-    min_rollout_interval: int = 900
+    min_rollout_interval: int = MIN_ROLLOUT_INTERVAL
     deployment: str | None = None
 
 

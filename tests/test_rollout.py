@@ -192,6 +192,7 @@ def test_two_sidecars_racing_still_patch_once_the_loser_reads_the_winners_hash(
         Rollout(
             Racing(client, namespace="default"),
             pod_name=name,
+            min_interval=900,
             wall=lambda: clock.wall,
             clock=lambda: clock.mono,
         )
