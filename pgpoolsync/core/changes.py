@@ -11,44 +11,13 @@ reports its values formatted its own way (booleans and enums as numbers, flags r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pgpoolsync.core import restart
 from pgpoolsync.core.model import DesiredState
 from pgpoolsync.core.values import boolean, sensitive
 
-# Parameters pgpool reads only at start (docs/pgpool-facts.md, "Reload ..."; in
-# pgpool's source, the CFGCXT_INIT variables of src/config/pool_config_variables.c).
-RESTART_PARAMS = frozenset(
-    {
-        "backend_clustering_mode",
-        "listen_addresses",
-        "port",
-        "pcp_listen_addresses",
-        "pcp_port",
-        "socket_dir",
-        "unix_socket_directories",
-        "pcp_socket_dir",
-        "num_init_children",
-        "max_pool",
-        "connection_cache",
-        "load_balance_mode",
-        "child_life_time",
-        "connection_life_time",
-        "child_max_connections",
-        "reserved_connections",
-        "authentication_timeout",
-        "pool_passwd",
-        "pid_file_name",
-        "logdir",
-        "wd_ipc_socket_dir",
-        "serialize_accept",
-        "listen_backlog_multiplier",
-        "memory_cache_enabled",
-        "use_watchdog",
-    }
-)
 # Reported by pgpool as a number; the names it accepts in pgpool.conf, in enum order.
 _ENUMS: dict[str, dict[str, str]] = {
     "backend_clustering_mode": {
@@ -60,7 +29,6 @@ _ENUMS: dict[str, dict[str, str]] = {
         "snapshot_isolation": "6",
     },
 }
-_BACKEND = re.compile(r"^backend_(hostname|port|weight|flag|data_directory|application_name)(\d+)$")
 
 
 def _number(value: str) -> float | None:
@@ -95,15 +63,12 @@ def same_value(name: str, running: str, desired: str) -> bool | None:
 
 def needs_restart(name: str, running: str, desired: str) -> bool:
     """True when pgpool only takes this change at start."""
-    if name in RESTART_PARAMS or name.startswith("ssl"):
+    if restart.start_only(name):
         return True
-    m = _BACKEND.match(name)
-    if m and m.group(1) in ("hostname", "port", "data_directory"):
-        return True  # an existing backend's address (a new slot is reloadable, and not here)
     return (
-        name.startswith("backend_flag")
-        and "ALWAYS_PRIMARY" in running
-        and "ALWAYS_PRIMARY" not in desired
+        restart.is_flag(name)
+        and bool(restart.flag_part(running))
+        and not restart.flag_part(desired)
     )
 
 
