@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from bench.common import put_credential, summary, write
-from devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe, wait_port
+from devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe, wait_ready
 from pgpoolsync.cli import main as cli_main
 from tests.kubeapi import KubeApiDouble
 
@@ -162,9 +162,7 @@ def run(rotations: int, baseline: int, clients: int) -> dict[str, Any]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_port(metrics_port)
-        while not (pool.config_dir / "pool_passwd").exists():
-            time.sleep(0.05)
+        wait_ready(metrics_port, sync)
         pool.start()
         assert _wait_login(pool, "bench_load", "load-pw", time.perf_counter()) >= 0
 

@@ -100,6 +100,37 @@ def wait_port(port: int, *, timeout: float = 30.0, host: str = "127.0.0.1") -> N
             time.sleep(0.05)
 
 
+def wait_ready(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    *,
+    timeout: float = 60.0,
+    host: str = "127.0.0.1",
+) -> None:
+    """Wait until the ``pgpoolsync run`` in ``proc`` serves /readyz 200 on ``port``: its first
+    apply is on disk, every file pgpool reads included. Start pgpool only after this, as the
+    manifests' startup probe does: ``pool_passwd`` is written before ``pgpool.conf``, and a
+    pgpool started in between reads no configuration (port 9999, defaults)."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"pgpoolsync run exited {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.HTTPError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"pgpoolsync run not ready (/readyz on {host}:{port}) after {timeout}s"
+            )
+        time.sleep(0.05)
+
+
 def _as_postgres() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
@@ -459,7 +490,8 @@ def _demo_secrets(root: Path) -> None:
         (d / "password").write_text(password)
 
 
-def _login(pool: Pgpool, user: str, password: str) -> bool:
+def can_login(pool: Pgpool, user: str, password: str) -> bool:
+    """A login through ``pool`` as ``user`` succeeds and the session is that user's."""
     try:
         with pool.connect(user, password) as conn:
             return conn.execute("SELECT current_user").fetchone() == (user,)
@@ -523,15 +555,14 @@ def demo(argv: Sequence[str] | None = None) -> int:
                 stdout=logf,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while not (config / "pool_passwd").exists():
-            if time.monotonic() > deadline or sync.poll() is not None:
-                raise RuntimeError("pgpoolsync did not write the files; see pgpoolsync.log")
-            time.sleep(0.05)
+        try:
+            wait_ready(metrics_port, sync, timeout=30)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; see {base / 'pgpoolsync.log'}") from None
         pool.start()
         for user, password, enc in DEMO_USERS:
             deadline = time.monotonic() + 20
-            while not _login(pool, user, password):
+            while not can_login(pool, user, password):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{user} cannot log in through pgpool")
                 time.sleep(0.1)
@@ -540,7 +571,7 @@ def demo(argv: Sequence[str] | None = None) -> int:
             cluster.set_role("alice", "alice-rotated", encryption="scram-sha-256")
             (secrets / "alice" / "password").write_text("alice-rotated")
             deadline = time.monotonic() + 20
-            while not _login(pool, "alice", "alice-rotated"):
+            while not can_login(pool, "alice", "alice-rotated"):
                 if time.monotonic() > deadline:
                     raise RuntimeError("rotated password not accepted")
                 time.sleep(0.05)

@@ -1,5 +1,5 @@
 import sys
 
-from pgpoolsync.cli import main
+from pgpoolsync.main import main
 
 sys.exit(main())

@@ -10,9 +10,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from pgpoolsync import logsetup, reconcile
+from pgpoolsync import httpserve, logsetup, reconcile
 from pgpoolsync.core import tls
 from pgpoolsync.core.presets import PRESETS, Preset
+from pgpoolsync.exporter import command as exporter_command
 from pgpoolsync.pgpool.actuator import (
     Actuator,
     PcpPgpool,
@@ -27,7 +28,6 @@ from pgpoolsync.report.reporter import AsyncEvents, Reporter
 from pgpoolsync.rollout import DeploymentApi, Rollout
 from pgpoolsync.settings import (
     Common,
-    ExporterSettings,
     RunSettings,
     UsageError,
     parse,
@@ -236,7 +236,7 @@ def cmd_run(common: Common, run: RunSettings) -> int:
         reporter=Reporter(metrics=m, events=events),
         signal=change,
         where=str(common.config_dir),
-        resync_seconds=run.resync_seconds or 300,
+        resync_seconds=run.resync_seconds,
     )
     source.start(change.notify)
     try:
@@ -245,7 +245,7 @@ def cmd_run(common: Common, run: RunSettings) -> int:
             if loop.pending_reload:
                 log.info("pgpool not reachable for reload; it reads the files when it starts")
             return EXIT_OK if loop.ready.is_set() else EXIT_INPUT
-        host, port = metrics.parse_listen(run.listen)
+        host, port = httpserve.parse_listen(run.listen)
         server = metrics.serve(
             registry=registry, healthy=source.healthy, ready=loop.is_ready, host=host, port=port
         )
@@ -269,40 +269,6 @@ def cmd_run(common: Common, run: RunSettings) -> int:
     return EXIT_OK
 
 
-def cmd_exporter(settings: ExporterSettings) -> int:
-    from pgpoolsync.exporter.scrape import Scraper, mask  # noqa: PLC0415 - only this command needs psycopg
-
-    registry = metrics.new_registry()
-    scraper = Scraper(
-        conninfo=settings.conninfo,
-        password=settings.password,
-        hold_seconds=settings.hold_connection_seconds,
-    )
-    host, port = metrics.parse_listen(settings.listen)
-    server = metrics.serve(
-        registry=registry,
-        healthy=lambda: (True, "ok"),
-        ready=lambda: True,
-        host=host,
-        port=port,
-        extra=lambda: metrics.exposition(scraper.scrape()),
-    )
-    log.info(
-        "exporting pgpool metrics from %s on %s:%d",
-        mask(settings.conninfo),
-        host,
-        server.server_address[1],
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    while not stop.wait(min(1.0, max(0.1, settings.hold_connection_seconds / 2))):
-        if scraper.close_idle():
-            log.debug("closed the idle connection to pgpool")
-    server.shutdown()
-    return EXIT_OK
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else argv
@@ -321,7 +287,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return status
         if settings.command == "exporter":
             assert settings.exporter is not None
-            return cmd_exporter(settings.exporter)
+            return exporter_command.run(settings.exporter)
         if settings.command == "run":
             assert settings.common is not None and settings.run is not None
             return cmd_run(settings.common, settings.run)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from pgpoolsync.core import model
 from pgpoolsync.pgpool import writer
@@ -89,7 +90,7 @@ class Loop:
         reporter: Reporter,
         signal: ChangeSignal,
         where: str,
-        resync_seconds: float = 300.0,
+        resync_seconds: float,
         backoff_max: float = 30.0,
         recheck_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -140,7 +141,7 @@ class Loop:
         try:
             applied = self.actuator.apply(state, blocked=blocked)
         except OSError as exc:
-            self.reporter.write_failed(self._where, exc)
+            self.reporter.write_failed(self._where, writer.write_error(exc, Path(self._where)))
             return self.resync_seconds
         if applied.owes_retry:
             self._backoff = min(self._backoff_max, max(0.2, self._backoff * 2))

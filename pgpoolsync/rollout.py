@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pgpoolsync.core import rollout
 from pgpoolsync.core.model import DesiredState
-from pgpoolsync.pgpool.actuator import RestartOutcome
+from pgpoolsync.core.outcomes import RestartOutcome
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Rollout:
         *,
         pod_name: str | None,
         deployment: str | None = None,
-        min_interval: float = 900.0,
+        min_interval: float,
         recheck_seconds: float = 30.0,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,

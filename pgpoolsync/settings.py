@@ -15,19 +15,33 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pgpoolsync.core import hba, model, passwd, pgpoolconf, tls
+from pgpoolsync.core import hba, model, passwd, pgpoolconf, tls, values
 from pgpoolsync.core.model import Credential, Param, Problem, env_origin, flag_origin
 from pgpoolsync.core.presets import PRESETS
+from pgpoolsync.envflags import (
+    ENV_PREFIX,
+    UsageError,
+    add_top_flags,
+    env_name,
+    read_password_file,
+    truthy,
+)
+from pgpoolsync.envflags import EnvParser as _EnvParser
+from pgpoolsync.envflags import nonneg_int as _nonneg_int
+from pgpoolsync.envflags import port as _port
+from pgpoolsync.exporter import command as exporter_command
+from pgpoolsync.exporter.command import ExporterSettings
 
-ENV_PREFIX = "PGPOOLSYNC_"
+__all__ = ["ENV_PREFIX", "ExporterSettings", "UsageError", "env_name", "read_password_file"]
+
+# Defaults written once: the flags, RunSettings and the parts they configure take them from here.
+RESYNC_SECONDS = 300  # a full resync, whatever the watches said
+NODE_SETTLE_SECONDS = 3  # an endpoint ready this long before its node is attached
+MIN_ROLLOUT_INTERVAL = 900  # seconds between two rollouts any replica asks for
+
 PARAMS_PREFIX = "PGPOOL_PARAMS_"
 DEFAULT_KEY_NAME = ".pgpoolkey"
-
-
-class UsageError(Exception):
-    """Bad flags or flag values (exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -71,69 +85,8 @@ class Settings:
     strict: bool = False  # render: all or nothing
 
 
-def env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
-
-
-class _EnvParser:
-    """Adds flags whose default comes from their PGPOOLSYNC_* twin."""
-
-    def __init__(self, parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-        self.parser = parser
-        self.environ = environ
-        self.errors: list[str] = []
-
-    def add(self, flag: str, *, help: str, default: Any = None, **kw: Any) -> None:
-        twin = env_name(flag)
-        if twin in self.environ:
-            default = self.environ[twin]
-            choices = kw.get("choices")
-            if choices is not None and default not in choices:
-                self.errors.append(
-                    f"{twin}: invalid choice {default!r} (choose from {', '.join(choices)})"
-                )
-            if kw.get("action") == "store_true":
-                default = self.environ[twin].lower() in ("1", "true", "yes", "on")
-        shown = "" if default is None or kw.get("action") else f" (default: {default})"
-        self.parser.add_argument(flag, default=default, help=f"{help}{shown} [env {twin}]", **kw)
-
-
 def _comma_list(value: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in (value or "").split(",") if n.strip())
-
-
-def read_password_file(flag: str, path: str) -> str:
-    """A password file's text without its final newline. The error never quotes the content
-    (a UnicodeDecodeError's text would show a byte of it)."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{flag} {path}: not valid UTF-8") from None
-    return text[:-1] if text.endswith("\n") else text
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
-    return port
-
-
-def _nonneg_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return number
 
 
 def add_common_flags(p: _EnvParser) -> None:
@@ -144,10 +97,8 @@ def add_common_flags(p: _EnvParser) -> None:
             f"PGPOOL_PASSWORD_ENCRYPTION_METHOD={legacy!r}: must be scram-sha-256 (AES entries) "
             "or md5"
         )
-    skip = env.get("PGPOOL_SKIP_PASSWORD_ENCRYPTION", "false").strip().lower()
-    default_format = (
-        "verbatim" if skip in ("yes", "true", "on") else "md5" if legacy == "md5" else "aes"
-    )
+    skip = truthy(env.get("PGPOOL_SKIP_PASSWORD_ENCRYPTION", "false"))
+    default_format = "verbatim" if skip else "md5" if legacy == "md5" else "aes"
     install_dir = env.get("PGPOOL_INSTALL_DIR")
     p.add(
         "--config-dir",
@@ -246,13 +197,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "credentials and Services of an operator-managed PostgreSQL cluster.",
     )
     top = _EnvParser(parser, environ)
-    top.add(
-        "--log-level",
-        help="log level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-    )
-    top.add("--log-format", help="log line format", default="text", choices=["text", "json"])
+    add_top_flags(top)
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render = subs.add_parser(
         "render",
@@ -287,60 +232,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     run_env = _EnvParser(run, environ)
     add_common_flags(run_env)
     add_run_flags(run_env)
-    exp = subs.add_parser(
-        "exporter",
-        help="serve pgpool's metrics for Prometheus (pgpool2_exporter compatible)",
-        description="Serve pgpool's metrics (SHOW pool_nodes, pool_backend_stats, ...) on "
-        "--listen. Connection from DATA_SOURCE_NAME, or DATA_SOURCE_URI / DATA_SOURCE_USER / "
-        "DATA_SOURCE_PASS, as pgpool2_exporter.",
-    )
-    exp_env = _EnvParser(exp, environ)
-    exp_env.add("--listen", help="address of /metrics", default=":9719")
-    exp_env.add(
-        "--data-source-uri",
-        help="host:port/dbname?options (default: "
-        "$DATA_SOURCE_URI or 127.0.0.1:9999/postgres?sslmode=disable)",
-    )
-    exp_env.add("--data-source-user", help="user (default: $DATA_SOURCE_USER or postgres)")
-    exp_env.add(
-        "--data-source-pass-file", help="file holding the password (default: $DATA_SOURCE_PASS)"
-    )
-    exp_env.add(
-        "--hold-connection-seconds",
-        help="keep the connection to pgpool this long after a scrape, then close it: pgpool's "
-        "smart shutdown waits for every client, so an exporter always connected would hold "
-        "it to the grace period (0: close after every scrape)",
-        default="5",
-        type=_nonneg_int,
-    )
+    exp_env = exporter_command.add_parser(subs, environ)
     parser.set_defaults(
         _env_errors=top.errors + render_env.errors + run_env.errors + exp_env.errors
     )
     return parser
-
-
-@dataclass(frozen=True)
-class ExporterSettings:
-    listen: str
-    conninfo: str = field(repr=False)
-    password: str | None = field(default=None, repr=False)
-    hold_connection_seconds: int = 5
-
-
-def _exporter_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> ExporterSettings:
-    from pgpoolsync.exporter.scrape import conninfo_from_env  # noqa: PLC0415
-
-    conninfo, password = conninfo_from_env(
-        environ, uri=ns.data_source_uri, user=ns.data_source_user
-    )
-    if ns.data_source_pass_file:
-        password = read_password_file("--data-source-pass-file", ns.data_source_pass_file)
-    return ExporterSettings(
-        listen=ns.listen,
-        conninfo=conninfo,
-        password=password,
-        hold_connection_seconds=int(ns.hold_connection_seconds),
-    )
 
 
 def add_run_flags(p: _EnvParser) -> None:
@@ -370,7 +266,12 @@ def add_run_flags(p: _EnvParser) -> None:
     p.add("--pcp-port", help="pgpool's PCP port (default: pcp_port of pgpool.conf)", type=_port)
     p.add("--listen", help="address of /metrics, /healthz, /readyz", default=":9720")
     p.add("--once", help="apply once and exit (init container)", action="store_true")
-    p.add("--resync-seconds", help="full resync period", default="300", type=_nonneg_int)
+    p.add(
+        "--resync-seconds",
+        help="full resync period (0: the default)",
+        default=str(RESYNC_SECONDS),
+        type=_nonneg_int,
+    )
     p.add(
         "--watch-timeout-seconds",
         help="server-side watch timeout (client read timeout is 10%% longer)",
@@ -390,7 +291,7 @@ def add_run_flags(p: _EnvParser) -> None:
         "--min-rollout-interval",
         help="seconds between two rollouts requested by any replica (a flapping input must "
         "not restart pods in a loop)",
-        default="900",
+        default=str(MIN_ROLLOUT_INTERVAL),
         type=_nonneg_int,
     )
     p.add(
@@ -410,7 +311,7 @@ def add_run_flags(p: _EnvParser) -> None:
         "--node-settle-seconds",
         help="attach a node only once its Service has been ready this long (a flapping "
         "endpoint must not cause a storm of PCP commands)",
-        default="3",
+        default=str(NODE_SETTLE_SECONDS),
         type=_nonneg_int,
     )
     p.add("--pgpool-pid-file", help="pgpool's pid file (default: pid_file_name of pgpool.conf)")
@@ -445,8 +346,8 @@ class RunSettings:
     pod_name: str | None
     tls_secret: str | None = None
     topology: bool = True
-    node_settle_seconds: int = 3
-    min_rollout_interval: int = 900
+    node_settle_seconds: int = NODE_SETTLE_SECONDS
+    min_rollout_interval: int = MIN_ROLLOUT_INTERVAL
     deployment: str | None = None
 
 
@@ -476,7 +377,7 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
         pcp_port=int(ns.pcp_port) if ns.pcp_port else None,
         listen=ns.listen,
         once=bool(ns.once),
-        resync_seconds=int(ns.resync_seconds),
+        resync_seconds=int(ns.resync_seconds) or RESYNC_SECONDS,
         watch_timeout_seconds=int(ns.watch_timeout_seconds),
         restart_policy=ns.restart_policy,
         pgpool_pid_file=ns.pgpool_pid_file or None,
@@ -527,11 +428,6 @@ def mounted_params(
             )
         )
     return found, problems, warnings
-
-
-def _truthy(value: str) -> bool:
-    """The image's test for its boolean variables: yes, true, on (and pgpool's 1)."""
-    return value.strip().lower().strip("'") in ("yes", "true", "on", "1")
 
 
 def env_params(environ: Mapping[str, str]) -> list[Param]:
@@ -599,8 +495,8 @@ def _common(ns: argparse.Namespace, environ: Mapping[str, str]) -> Common:
     creds, warnings = env_credentials(environ)
     params, file_problems, ignored = mounted_params(environ, env_params(environ))
     warnings = [*warnings, *ignored]
-    ssl_asked = any(p.name == "ssl" and _truthy(p.value) for p in params)
-    pool_passwd = _truthy(environ.get("PGPOOL_ENABLE_POOL_PASSWD", "true"))
+    ssl_asked = any(p.name == "ssl" and values.boolean(p.value) for p in params)
+    pool_passwd = truthy(environ.get("PGPOOL_ENABLE_POOL_PASSWD", "true"))
     if ssl_asked and ns.tls == "off":
         raise UsageError(
             "PGPOOL_PARAMS_SSL=on with --tls off: pgpool would run with ssl = on and no "
@@ -642,7 +538,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         parser.error("; ".join(ns._env_errors))
     common = _common(ns, environ) if ns.command in ("render", "run") else None
     run = _run_settings(ns, environ) if ns.command == "run" else None
-    exporter = _exporter_settings(ns, environ) if ns.command == "exporter" else None
+    exporter = exporter_command.settings(ns, environ) if ns.command == "exporter" else None
     return Settings(
         command=ns.command,
         log_level=ns.log_level,

@@ -101,7 +101,7 @@ def make_loop(
         ["run", "--config-dir", str(tmp_path), "--tls", "off", *args],
         {"PGPOOL_PCP_USER": "u", "PGPOOL_PCP_PASSWORD": "p"},
     )
-    assert settings.common is not None
+    assert settings.common is not None and settings.run is not None
     common = settings.common
     m = Metrics(new_registry())
     actuator = Actuator(
@@ -111,8 +111,9 @@ def make_loop(
         restart=restart,
         verify_seconds=0.0,
         sleep=lambda s: None,
-        **(actuator_args or {}),
+        **{"settle_seconds": settings.run.node_settle_seconds, **(actuator_args or {})},
     )
+    kw.setdefault("resync_seconds", settings.run.resync_seconds)
     loop = reconcile.Loop(
         snapshot=snapshot,
         build=reconcile.builder(common, hba_text=None),

@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from devcluster import PgCluster, Pgpool, pgpoolsync_exe
+from devcluster import PgCluster, Pgpool, can_login, pgpoolsync_exe
+
+__all__ = ["can_login"]
 
 T = TypeVar("T")
 
@@ -215,13 +217,3 @@ def wait_until(check: Callable[[], T], *, timeout: float = 20.0, what: str = "co
             return got
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def can_login(pool: Pgpool, user: str, password: str) -> bool:
-    import psycopg
-
-    try:
-        with pool.connect(user, password) as conn:
-            return conn.execute("SELECT current_user").fetchone() == (user,)
-    except psycopg.OperationalError:
-        return False

@@ -20,6 +20,23 @@ ONLY_IN = {
     "jinja2": "core/render.py",
 }
 SOCKETS = {"socket", "ssl", "http", "urllib", "urllib3"}
+# Modules that import nothing of the package: what the exporter may use outside its own rooms.
+LEAVES = ("pgpoolsync.envflags", "pgpoolsync.httpserve", "pgpoolsync.logsetup")
+# What the exporter's process must never load: render's and run's libraries and rooms.
+NOT_IN_THE_EXPORTER = (
+    "pgpoolsync.core",
+    "pgpoolsync.settings",
+    "pgpoolsync.cli",
+    "pgpoolsync.report",
+    "pgpoolsync.sources",
+    "pgpoolsync.pgpool",
+    "jinja2",
+    "cryptography",
+    "kubernetes",
+    "prometheus_client",
+    "watchdog",
+    "_ssl",  # libpq has its own OpenSSL; Python's would be a second one (4 MiB)
+)
 IO = {"os", "pathlib", "subprocess", "threading", "shutil", "io", "tempfile", *SOCKETS}
 
 
@@ -82,7 +99,8 @@ def test_data_flows_one_way_sources_never_import_the_loop_or_the_pgpool_side() -
                 if n.startswith(("pgpoolsync.sources", "pgpoolsync.reconcile", "pgpoolsync.report"))
             }, module
         if module.startswith("exporter/"):
-            assert not {n for n in ours if not n.startswith("pgpoolsync.exporter")}, module
+            outside = {n for n in ours if not n.startswith(("pgpoolsync.exporter", *LEAVES))}
+            assert not outside, module
 
 
 def test_the_cli_loads_the_kubernetes_client_only_for_kube() -> None:
@@ -114,3 +132,95 @@ def test_the_kubernetes_client_s_asyncio_half_is_never_loaded_so_the_images_leav
     for dockerfile in ("pgpoolsync", "pgpool-dropin"):
         text = (PACKAGE.parent / "images" / dockerfile / "Dockerfile").read_text()
         assert "site-packages/kubernetes/aio" in text, dockerfile
+
+
+def test_the_leaves_the_exporter_shares_import_nothing_of_the_package() -> None:
+    for leaf in LEAVES:
+        module = leaf.removeprefix("pgpoolsync.") + ".py"
+        ours = {n for n in MODULES[module] if n.startswith("pgpoolsync")}
+        assert not ours, f"{module} imports {ours}"
+
+
+def test_the_console_script_is_the_entry_that_picks_the_command() -> None:
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    assert 'pgpoolsync = "pgpoolsync.main:main"' in text
+    main_imports = {n for n in MODULES["main.py"] if n.startswith("pgpoolsync.")}
+    assert {n.split(".")[1] for n in main_imports} == {"envflags", "exporter", "cli"}
+
+
+def test_the_exporter_process_loads_neither_the_core_nor_render_s_and_run_s_libraries(
+    tmp_path: Path,
+) -> None:
+    """The running ``pgpoolsync exporter``, after a scrape (psycopg loaded, pgpool asked):
+    every module it imported, lazily too, read from ``-X importtime``."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:  # a port nothing listens on: the scrape says pgpool2_up 0
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATA_SOURCE_URI": f"127.0.0.1:{closed}/postgres?sslmode=disable",
+        "DATA_SOURCE_PASS": "not-a-secret",
+    }
+    err = tmp_path / "stderr"
+    with err.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "pgpoolsync", "exporter", "--listen", ":0"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        port = None
+        for _ in range(300):
+            for line in err.read_text().splitlines():
+                if "exporting pgpool metrics" in line:
+                    port = int(line.rsplit(":", 1)[1])
+            if port is not None or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert port is not None, err.read_text()[-2000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert "pgpool2_up 0.0" in text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    loaded = {
+        line.split("|")[2].strip()
+        for line in err.read_text().splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    assert {"psycopg", "pgpoolsync.exporter.scrape"} <= loaded  # the scrape's imports are seen
+    bad = sorted(
+        m
+        for m in loaded
+        if m.split(".")[0] in NOT_IN_THE_EXPORTER or m.startswith(NOT_IN_THE_EXPORTER)
+    )
+    assert not bad, bad
+
+
+def _ours(module: str) -> set[str]:
+    return {n for n in MODULES[module] if n.startswith("pgpoolsync.")}
+
+
+def test_the_reporter_reads_outcomes_from_the_core_never_from_the_pgpool_side() -> None:
+    for module in MODULES:
+        if module.startswith("report/"):
+            assert not {n for n in _ours(module) if n.startswith("pgpoolsync.pgpool")}, module
+
+
+def test_the_rollout_policy_does_not_import_the_actuator() -> None:
+    assert not {n for n in _ours("rollout.py") if n.startswith("pgpoolsync.pgpool")}
+
+
+def test_sources_keep_their_metrics_through_a_protocol_not_the_report_package() -> None:
+    for module in MODULES:
+        if module.startswith("sources/"):
+            assert not {n for n in _ours(module) if n.startswith("pgpoolsync.report")}, module

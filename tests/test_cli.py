@@ -373,3 +373,35 @@ def test_a_missing_pool_key_seed_names_the_seed_setting_not_the_key_file(
     err = capsys.readouterr().err
     assert f"pool key seed file (--pool-key-seed-file, PGPOOLSYNC_POOL_KEY_SEED_FILE) {seed}" in err
     assert not (config / "pgpool.conf").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["exporter"], "exporter"),
+        (["--log-level", "DEBUG", "exporter", "--listen", ":1"], "exporter"),
+        (["--log-format=json", "exporter"], "exporter"),
+        (["run", "--kube"], "run"),
+        (["render", "--", "exporter"], "render"),
+        (["--log-level", "LOUD", "exporter"], None),  # the whole command line says what is wrong
+        (["-h"], None),
+        ([], None),
+    ],
+)
+def test_the_console_script_finds_the_command_after_the_top_level_flags(
+    argv: list[str], command: str | None
+) -> None:
+    from pgpoolsync.main import command as find
+
+    assert find(argv) == command
+
+
+def test_the_exporter_s_own_command_line_refuses_a_bad_flag_by_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pgpoolsync.exporter.command import main as exporter_main
+
+    with pytest.raises(SystemExit) as exc:
+        exporter_main(["exporter", "--hold-connection-seconds", "soon"], {})
+    assert exc.value.code == 2
+    assert "--hold-connection-seconds: 'soon' is not a whole number" in capsys.readouterr().err

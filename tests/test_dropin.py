@@ -15,7 +15,7 @@ import pytest
 
 from devcluster import PgCluster, Pgpool, pgpoolsync_exe
 from pgpoolsync.core import model, tls
-from pgpoolsync.exporter import scrape as exporter
+from pgpoolsync.exporter import conninfo, scrape
 from pgpoolsync.pgpool import pcp
 from pgpoolsync.settings import UsageError, env_params, parse
 from tests.origins import src
@@ -111,17 +111,17 @@ def test_the_exporter_names_why_pgpool_is_unreachable_and_drops_the_version() ->
             )
         return FakeConn(set())
 
-    scraper = exporter.Scraper(conninfo="postgresql://mon:s3cret@h:9999/x", connect=connect)
+    scraper = scrape.Scraper(conninfo="postgresql://mon:s3cret@h:9999/x", connect=connect)
     first = {f.name for f in scraper.scrape()}
     scraper._drop()  # pgpool goes away
     second = {f.name for f in scraper.scrape()}
     assert "pgpool2_version_info" in first
     assert "pgpool2_version_info" not in second and "pgpool2_version" not in second
-    why = exporter.reason(
+    why = conninfo.reason(
         psycopg.OperationalError("connection to server at h failed: password=s3cret rejected")
     )
     assert "s3cret" not in why and "rejected" in why
-    refused = exporter.reason(psycopg.OperationalError("connection failed: Connection refused\nx"))
+    refused = conninfo.reason(psycopg.OperationalError("connection failed: Connection refused\nx"))
     assert refused == "connection failed: Connection refused"
 
 

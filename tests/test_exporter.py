@@ -19,9 +19,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pgpoolsync.exporter import scrape as exporter
-from pgpoolsync.exporter.scrape import Column, Table, _Part
-from pgpoolsync.report.metrics import exposition
+from pgpoolsync.exporter import conninfo, families, scrape
+from pgpoolsync.exporter.exposition import exposition
+from pgpoolsync.exporter.table import Column, Table, _Part
 
 
 def table_from_rows(rows: Sequence[Mapping[str, Any]]) -> Table:
@@ -59,13 +59,13 @@ def table_from_rows(rows: Sequence[Mapping[str, Any]]) -> Table:
     ],
 )
 def test_numbers_whatever_pgpool_prints(text: str | None, value: float) -> None:
-    got = exporter.number(text)
+    got = families.number(text)
     assert (math.isnan(got) and math.isnan(value)) or got == value
 
 
 def test_delay_in_seconds_only_when_pgpool_reports_time() -> None:
-    assert exporter.delay_seconds("0.000568 second") == 0.000568
-    assert exporter.delay_seconds("1024") is None
+    assert families.delay_seconds("0.000568 second") == 0.000568
+    assert families.delay_seconds("1024") is None
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_delay_in_seconds_only_when_pgpool_reports_time() -> None:
     [("up", 1.0), ("waiting", 1.0), ("true", 1.0), ("down", 0.0), ("unused", 0.0), ("", 0.0)],
 )
 def test_status_mapping_matches_pgpool2_exporter(text: str, value: float) -> None:
-    assert exporter.status_value(text) == value
+    assert families.status_value(text) == value
 
 
 NODES = [
@@ -102,30 +102,37 @@ NODES = [
 ]
 
 
-def _text(fams: list[exporter.Family]) -> str:
+def _text(fams: list[families.Family]) -> str:
     return exposition(fams).decode()
 
 
 class _Reference(Collector):
     """The same families through prometheus_client's own classes and exposition."""
 
-    def __init__(self, fams: list[exporter.Family]) -> None:
+    def __init__(self, fams: list[families.Family]) -> None:
         self.fams = fams
 
     def collect(self) -> Any:
         kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
         for fam in self.fams:
             names = [k for k, _ in fam.samples[0][0]] if fam.samples else []
-            out: Metric = kinds.get(fam.kind, UntypedMetricFamily)(fam.name, fam.help, labels=names)
+            kind = fam.kind if fam.kind != "counter" or fam.name.endswith("_total") else "untyped"
+            out: Metric = kinds.get(kind, UntypedMetricFamily)(fam.name, fam.help, labels=names)
             for labels, value in fam.samples:
                 out.add_metric([v for _, v in labels], value)  # type: ignore[attr-defined]
             yield out
 
 
-def _reference_text(fams: list[exporter.Family]) -> str:
+def _reference_text(fams: list[families.Family]) -> str:
+    """prometheus_client writes every counter with ``_total``: pgpool2_exporter's ``*_cnt``
+    counters are built untyped there, and their TYPE line set back to counter here."""
     reg = CollectorRegistry()
     reg.register(_Reference(fams))
-    return generate_latest(reg).decode()
+    text = generate_latest(reg).decode()
+    for fam in fams:
+        if fam.kind == "counter" and not fam.name.endswith("_total"):
+            text = text.replace(f"# TYPE {fam.name} untyped\n", f"# TYPE {fam.name} counter\n")
+    return text
 
 
 _label_value = st.text(st.characters(codec="utf-8"), max_size=12)
@@ -150,8 +157,8 @@ def test_exposition_is_byte_identical_to_prometheus_client(
     spec: list[tuple[str, str, list[tuple[str, str, float]]]],
 ) -> None:
     fams = [
-        exporter.Family(
-            f"pgpool2_f{i}",
+        families.Family(
+            f"pgpool2_f{i}_total" if kind == "counter" else f"pgpool2_f{i}",
             kind,
             help_,
             [((("zeta", a), ("alpha", b)), v) for a, b, v in samples],
@@ -164,19 +171,56 @@ def test_exposition_is_byte_identical_to_prometheus_client(
 def test_every_parsed_family_exposes_like_prometheus_client() -> None:
     pools = table_from_rows([{"pool_pid": "1", "username": "u", "database": "d"}] * 3)
     fams = [
-        *exporter.parse_pool_nodes(table_from_rows(NODES)),
-        *exporter.parse_backend_stats(table_from_rows(NODES)),
-        *exporter.parse_health_check_stats(table_from_rows(NODES)),
-        *exporter.parse_processes(pools),
-        *exporter.parse_pools(pools),
-        *exporter.parse_cache(table_from_rows([{"cache_hit_ratio": "0.25"}])),
+        *families.parse_pool_nodes(table_from_rows(NODES)),
+        *families.parse_backend_stats(table_from_rows(NODES)),
+        *families.parse_health_check_stats(table_from_rows(NODES)),
+        *families.parse_processes(pools),
+        *families.parse_pools(pools),
+        *families.parse_cache(table_from_rows([{"cache_hit_ratio": "0.25"}])),
     ]
     assert len(fams) > 30
     assert _text(fams) == _reference_text(fams)
 
 
+CNT_COUNTERS = (
+    "pgpool2_pool_nodes_select_cnt",
+    *(
+        f"pgpool2_pool_backend_stats_{c}_cnt"
+        for c in ("select", "insert", "update", "delete", "ddl", "other", "panic", "fatal", "error")
+    ),
+)
+
+
+def test_the_ten_cnt_families_are_counters_under_pgpool2_exporter_s_sample_names() -> None:
+    stats = [{**row, **{n.rsplit("stats_", 1)[1]: "7" for n in CNT_COUNTERS[1:]}} for row in NODES]
+    text = _text(
+        [
+            *families.parse_pool_nodes(table_from_rows(NODES)),
+            *families.parse_backend_stats(table_from_rows(stats)),
+        ]
+    )
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
+    assert {name: types.get(name) for name in CNT_COUNTERS} == dict.fromkeys(
+        CNT_COUNTERS, "counter"
+    )
+    assert [n for n, kind in types.items() if kind == "counter"] == list(CNT_COUNTERS)
+    samples = {line.split("{")[0] for line in text.splitlines() if not line.startswith("#")}
+    assert set(CNT_COUNTERS) <= samples
+    assert not [s for s in samples if s.endswith("_total")]
+    assert (
+        "# HELP pgpool2_pool_backend_stats_fatal_cnt Fatal message counts returned from backend\n"
+        in text
+    )
+
+
+def test_cache_sizes_say_they_are_in_bytes_as_pgpool2_exporter_does() -> None:
+    text = _text(families.parse_cache(table_from_rows([{"used_cache_entries_size": "1"}])))
+    for col in ("used", "free", "fragment"):
+        assert f"# HELP pgpool2_pool_cache_{col}_cache_entries_size Total size in bytes of" in text
+
+
 def test_two_nodes_on_one_host_port_role_do_not_collide() -> None:
-    text = _text(exporter.parse_pool_nodes(table_from_rows(NODES)))
+    text = _text(families.parse_pool_nodes(table_from_rows(NODES)))
     assert (
         'pgpool2_pool_nodes_select_cnt{hostname="db",node_id="0",port="5432",role="primary"} 7.0'
         in text
@@ -198,7 +242,7 @@ def test_frontend_and_backend_usage() -> None:
         {"pool_pid": "1", "database": "app", "username": "u"},
         {"pool_pid": "2", "database": "", "username": ""},
     ]
-    fams = {f.name: f for f in exporter.parse_processes(table_from_rows(procs))}
+    fams = {f.name: f for f in families.parse_processes(table_from_rows(procs))}
     assert fams["pgpool2_frontend_total"].samples == [((), 2.0)]
     assert fams["pgpool2_frontend_used"].samples == [
         ((("username", "u"), ("database", "app")), 1.0)
@@ -206,7 +250,7 @@ def test_frontend_and_backend_usage() -> None:
     assert fams["pgpool2_frontend_used_ratio"].samples == [((), 0.5)]
     pools = {
         f.name: f
-        for f in exporter.parse_pools(
+        for f in families.parse_pools(
             table_from_rows([{"pool_pid": "1", "username": "u"}, {"pool_pid": "1", "username": ""}])
         )
     }
@@ -268,7 +312,7 @@ def test_result_sets_are_concatenated_like_pgpool_43_pool_processes() -> None:
     other = Table.from_results([FakeResult(rows[:2]), FakeResult([{"other": "1"}])])
     assert other.column("pool_pid") == ["100", "101", None]
     assert other.column("other") == [None, None, "1"]
-    fams = {f.name: f for f in exporter.parse_processes(t)}
+    fams = {f.name: f for f in families.parse_processes(t)}
     assert fams["pgpool2_frontend_total"].samples == [((), 5.0)]
 
 
@@ -293,13 +337,13 @@ class FakeConn:
         self.closed = True
 
 
-def _scraper(conn: Any) -> exporter.Scraper:
+def _scraper(conn: Any) -> scrape.Scraper:
     def connect(*args: Any, **kw: Any) -> Any:
         if isinstance(conn, Exception):
             raise conn
         return conn
 
-    return exporter.Scraper(conninfo="host=x", connect=connect)
+    return scrape.Scraper(conninfo="host=x", connect=connect)
 
 
 def test_one_failing_show_does_not_sink_the_others() -> None:
@@ -326,7 +370,7 @@ def test_the_connection_is_closed_once_idle_for_the_hold_time_and_reopened_by_a_
         conns.append(FakeConn(set()))
         return conns[-1]
 
-    scraper = exporter.Scraper(
+    scraper = scrape.Scraper(
         conninfo="host=x", connect=connect, hold_seconds=5, clock=lambda: now[0]
     )
     scraper.scrape()
@@ -344,13 +388,13 @@ def test_the_connection_is_closed_once_idle_for_the_hold_time_and_reopened_by_a_
 
 def test_without_a_hold_time_the_connection_stays_open() -> None:
     conn = FakeConn(set())
-    scraper = exporter.Scraper(conninfo="host=x", connect=lambda *a, **k: conn, clock=lambda: 1e9)  # type: ignore[arg-type]
+    scraper = scrape.Scraper(conninfo="host=x", connect=lambda *a, **k: conn, clock=lambda: 1e9)  # type: ignore[arg-type]
     scraper.scrape()
     assert not scraper.close_idle() and not conn.closed
 
 
 def test_conninfo_follows_pgpool2_exporter_env() -> None:
-    info, pw = exporter.conninfo_from_env(
+    info, pw = conninfo.conninfo_from_env(
         {
             "DATA_SOURCE_URI": "localhost:9999/postgres?sslmode=disable",
             "DATA_SOURCE_USER": "mon",
@@ -362,6 +406,6 @@ def test_conninfo_follows_pgpool2_exporter_env() -> None:
     assert info == "postgresql://mon@localhost:9999/postgres?sslmode=disable"
     assert pw == "s3cret"
     dsn = "postgresql://mon:s3cret@h:9999/postgres"
-    assert exporter.conninfo_from_env({"DATA_SOURCE_NAME": dsn}, uri=None, user=None) == (dsn, None)
-    assert "s3cret" not in exporter.mask(dsn)
-    assert "s3cret" not in exporter.mask("host=h password=s3cret")
+    assert conninfo.conninfo_from_env({"DATA_SOURCE_NAME": dsn}, uri=None, user=None) == (dsn, None)
+    assert "s3cret" not in conninfo.mask(dsn)
+    assert "s3cret" not in conninfo.mask("host=h password=s3cret")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgpoolsync.exporter import scrape as exporter
+from pgpoolsync.exporter.families import parse_pools
+from pgpoolsync.exporter.table import Table
 
 # The columns pgpool answers with, in its order (field_names[] of pools_reporting).
 POOLS_46 = [
@@ -61,8 +62,8 @@ def _slots() -> list[dict[str, str]]:
 
 
 def _families(names: list[str]) -> list[tuple[str, str, Any]]:
-    table = exporter.Table.from_results([_Result(names, _slots())])
-    return [(f.name, f.kind, sorted(f.samples)) for f in exporter.parse_pools(table)]
+    table = Table.from_results([_Result(names, _slots())])
+    return [(f.name, f.kind, sorted(f.samples)) for f in parse_pools(table)]
 
 
 def test_pgpool_4_7_pool_pools_gives_the_families_4_6_gives_for_the_same_slots() -> None:

@@ -33,6 +33,12 @@ PGPOOL2_EXPORTER_NAMES = {
             "max_retry_count",
         )
     ),
+    # counters, as pgpool2_exporter types them, under its names without _total
+    "pgpool2_pool_nodes_select_cnt",
+    *(
+        f"pgpool2_pool_backend_stats_{c}_cnt"
+        for c in ("select", "insert", "update", "delete", "ddl", "other", "panic", "fatal", "error")
+    ),
 }
 
 
@@ -48,14 +54,16 @@ def pool(cluster: PgCluster, pg_base: Path) -> Iterator[Pgpool]:
     p.stop()
 
 
-@pytest.fixture(scope="module")
-def exporter_url(pool: Pgpool, pg_base: Path) -> Iterator[str]:
+def _start_exporter(
+    pool: Pgpool, pg_base: Path, *, options: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``pgpoolsync exporter`` as the image runs it (the console script), and its /metrics URL."""
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "DATA_SOURCE_USER": "monitor",
         "DATA_SOURCE_PASS": "mon:pw",
-        "DATA_SOURCE_URI": f"127.0.0.1:{pool.port}/postgres?sslmode=disable",
+        "DATA_SOURCE_URI": f"127.0.0.1:{pool.port}/postgres?{options}",
     }
     log = (pg_base / "exporter" / "exporter.log").open("ab")
     proc = subprocess.Popen(
@@ -71,6 +79,12 @@ def exporter_url(pool: Pgpool, pg_base: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/metrics"
     wait_until(lambda: _ok(url), what="exporter port open")
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def exporter_url(pool: Pgpool, pg_base: Path) -> Iterator[str]:
+    proc, url = _start_exporter(pool, pg_base, options="sslmode=disable")
     yield url
     proc.terminate()
     proc.wait(10)
@@ -109,6 +123,21 @@ def test_port_is_open_before_pgpool_answers_and_up_follows_pgpool(
     wait_until(lambda: _sample(_scrape(exporter_url), "pgpool2_up ") == 1.0, what="up 1 again")
 
 
+def test_the_exporter_speaks_tls_to_pgpool_through_libpq_without_python_s_ssl(
+    pool: Pgpool, pg_base: Path
+) -> None:
+    if not pool.running():
+        pool.start()
+    """The console script keeps Python's ssl out of the exporter (pgpoolsync.main); libpq's
+    own OpenSSL is what sslmode=require needs (it refuses a connection without TLS)."""
+    proc, url = _start_exporter(pool, pg_base, options="sslmode=require")
+    try:
+        wait_until(lambda: _sample(_scrape(url), "pgpool2_up ") == 1.0, what="up over TLS")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_values_match_show_pool_nodes(pool: Pgpool, exporter_url: str, cluster: PgCluster) -> None:
     if not pool.running():
         pool.start()
@@ -144,7 +173,8 @@ def test_promtool_accepts_a_real_scrape(pool: Pgpool, exporter_url: str) -> None
     if not pool.running():
         pool.start()
     text = _scrape(exporter_url)
-    assert "pgpool2_pool_backend_stats_select_cnt" in text
+    assert "# TYPE pgpool2_pool_backend_stats_select_cnt counter\n" in text
+    assert "# TYPE pgpool2_pool_nodes_select_cnt counter\n" in text
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
@@ -153,6 +183,7 @@ def test_promtool_accepts_a_real_scrape(pool: Pgpool, exporter_url: str) -> None
     assert result.returncode in (0, 3), result.stdout + result.stderr
     lint = re.compile(
         r'^(\S+) (non-counter metrics should not have "_total" suffix|'
+        r'counter metrics should have "_total" suffix|'
         r'non-histogram and non-summary metrics should not have "_count" suffix)$'
     )
     for line in (result.stdout + result.stderr).splitlines():

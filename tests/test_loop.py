@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pgpoolsync.cli import main
-from pgpoolsync.core import model, rollout
+from pgpoolsync.core import model, outcomes, rollout
 from pgpoolsync.core.changes import describe_change
 from pgpoolsync.pgpool import actuator
 from pgpoolsync.report.reporter import AsyncEvents
@@ -281,10 +281,10 @@ def test_a_requested_rollout_is_one_log_line_one_event_and_a_metric_then_pending
 
     def policy(
         state: model.DesiredState, names: tuple[str, ...], *, blocked: str | None
-    ) -> actuator.RestartOutcome:
+    ) -> outcomes.RestartOutcome:
         calls.append(blocked)
         first = len(calls) == 1
-        return actuator.RestartOutcome(
+        return outcomes.RestartOutcome(
             decision=rollout.PATCH if first else rollout.PENDING,
             restart_hash="abc",
             deployment="pgpool",

@@ -197,6 +197,7 @@ def test_two_sidecars_racing_still_patch_once_the_loser_reads_the_winners_hash(
         Rollout(
             Racing(client, namespace="default"),
             pod_name=name,
+            min_interval=900,
             wall=lambda: clock.wall,
             clock=lambda: clock.mono,
         )
@@ -300,3 +301,66 @@ def test_the_role_allows_every_call_a_rollout_makes_and_only_on_that_deployment(
     assert not _role_allows("get", "apps", "deployments", "another-app")
     assert not _role_allows("list", "", "pods", None)
     assert not _role_allows("patch", "", "pods", "pgpool-6d4cf-aaaaa")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["health_check_password", "sr_check_password", "ssl_passphrase_command", "ssl_key", "x_secret"],
+)
+def test_a_sensitive_value_is_masked_in_a_change_line_and_left_out_of_the_hash_alike(
+    name: str,
+) -> None:
+    from pgpoolsync.core.changes import describe_change
+
+    old, new = _state(**{name: "hunter1"}), _state(**{name: "hunter2"})
+    line = describe_change(old, new)
+    assert f"{name} = ***" in line and "hunter" not in line
+    assert rollout.restart_hash(old) == rollout.restart_hash(new)
+    shown = describe_change(_state(connect_timeout="1"), _state(connect_timeout="2"))
+    assert "connect_timeout = '2'" in shown  # the rule masks only what it should
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "num_init_children",
+        "listen_addresses",
+        "ssl_ciphers",
+        "backend_hostname1",
+        "backend_port0",
+        "connect_timeout",
+        "backend_weight1",
+        "backend_application_name0",
+        "log_min_messages",
+    ],
+)
+def test_a_change_rolls_the_pods_exactly_when_pgpool_needs_a_restart_for_it(name: str) -> None:
+    from pgpoolsync.core.changes import needs_restart
+
+    rolls = rollout.restart_hash(_state(**{name: "a"})) != rollout.restart_hash(
+        _state(**{name: "b"})
+    )
+    assert rolls == needs_restart(name, "a", "b")
+    assert rolls == (
+        name
+        not in {
+            "connect_timeout",
+            "backend_weight1",
+            "backend_application_name0",
+            "log_min_messages",
+        }
+    )
+
+
+def test_only_always_primary_of_a_backend_flag_needs_a_restart_and_rolls() -> None:
+    from pgpoolsync.core.changes import needs_restart
+
+    def rolls(a: str, b: str) -> bool:
+        return rollout.restart_hash(_state(backend_flag0=a)) != rollout.restart_hash(
+            _state(backend_flag0=b)
+        )
+
+    primary, plain = "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER", "DISALLOW_TO_FAILOVER"
+    assert needs_restart("backend_flag0", primary, plain) and rolls(primary, plain)
+    assert not needs_restart("backend_flag0", plain, "ALLOW_TO_FAILOVER")
+    assert not rolls(plain, "ALLOW_TO_FAILOVER")

@@ -11,44 +11,13 @@ reports its values formatted its own way (booleans and enums as numbers, flags r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pgpoolsync.core import restart
 from pgpoolsync.core.model import DesiredState
+from pgpoolsync.core.values import boolean, sensitive
 
-# Parameters pgpool reads only at start (docs/pgpool-facts.md, "Reload ..."; in
-# pgpool's source, the CFGCXT_INIT variables of src/config/pool_config_variables.c).
-RESTART_PARAMS = frozenset(
-    {
-        "backend_clustering_mode",
-        "listen_addresses",
-        "port",
-        "pcp_listen_addresses",
-        "pcp_port",
-        "socket_dir",
-        "unix_socket_directories",
-        "pcp_socket_dir",
-        "num_init_children",
-        "max_pool",
-        "connection_cache",
-        "load_balance_mode",
-        "child_life_time",
-        "connection_life_time",
-        "child_max_connections",
-        "reserved_connections",
-        "authentication_timeout",
-        "pool_passwd",
-        "pid_file_name",
-        "logdir",
-        "work_dir",  # logdir's name from 4.7
-        "wd_ipc_socket_dir",
-        "serialize_accept",
-        "listen_backlog_multiplier",
-        "memory_cache_enabled",
-        "use_watchdog",
-    }
-)
 # Reported by pgpool as a number; the names it accepts in pgpool.conf, in enum order.
 _ENUMS: dict[str, dict[str, str]] = {
     "backend_clustering_mode": {
@@ -60,15 +29,6 @@ _ENUMS: dict[str, dict[str, str]] = {
         "snapshot_isolation": "6",
     },
 }
-_TRUE = frozenset({"on", "true", "yes", "1"})
-_FALSE = frozenset({"off", "false", "no", "0"})
-_BACKEND = re.compile(r"^backend_(hostname|port|weight|flag|data_directory|application_name)(\d+)$")
-_SENSITIVE = re.compile(r"password|secret|passphrase|key", re.IGNORECASE)
-
-
-def _bool(value: str) -> bool | None:
-    v = value.strip().lower()
-    return True if v in _TRUE else False if v in _FALSE else None
 
 
 def _number(value: str) -> float | None:
@@ -88,7 +48,7 @@ def same_value(name: str, running: str, desired: str) -> bool | None:
         return {t.strip() for t in running.split("|") if t.strip()} == {
             t.strip() for t in desired.split("|") if t.strip()
         }
-    want_bool, have_bool = _bool(desired), _bool(running)
+    want_bool, have_bool = boolean(desired), boolean(running)
     if want_bool is not None and have_bool is not None and running.strip() in ("0", "1"):
         return want_bool == have_bool
     want_num, have_num = _number(desired), _number(running)
@@ -103,15 +63,12 @@ def same_value(name: str, running: str, desired: str) -> bool | None:
 
 def needs_restart(name: str, running: str, desired: str) -> bool:
     """True when pgpool only takes this change at start."""
-    if name in RESTART_PARAMS or name.startswith("ssl"):
+    if restart.start_only(name):
         return True
-    m = _BACKEND.match(name)
-    if m and m.group(1) in ("hostname", "port", "data_directory"):
-        return True  # an existing backend's address (a new slot is reloadable, and not here)
     return (
-        name.startswith("backend_flag")
-        and "ALWAYS_PRIMARY" in running
-        and "ALWAYS_PRIMARY" not in desired
+        restart.is_flag(name)
+        and bool(restart.flag_part(running))
+        and not restart.flag_part(desired)
     )
 
 
@@ -162,7 +119,7 @@ def describe_change(old: DesiredState | None, new: DesiredState) -> str:
     old_params = dict(old.params) if old else {}
     for name, value in new.params:
         if old and old_params.get(name) != value:
-            shown = "***" if _SENSITIVE.search(name) else repr(value)
+            shown = "***" if sensitive(name) else repr(value)
             parts.append(f"{name} = {shown}")
     for name in sorted(set(old_params) - set(dict(new.params))):
         parts.append(f"{name} removed")

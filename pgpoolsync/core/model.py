@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgpoolsync.core import hba, passwd
+from pgpoolsync.core import hba, passwd, values
 from pgpoolsync.core.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsMaterial
 
 PRIMARY_FLAG = "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"
@@ -654,7 +654,7 @@ def build(inputs: Inputs) -> Outcome:
                 "no primary backend (backend_hostname0) is configured",
             )
         )
-    ssl = any(p.name == "ssl" and p.value.lower() in ("on", "true", "1", "yes") for p in params)
+    ssl = any(p.name == "ssl" and values.boolean(p.value) for p in params)
 
     if inputs.hba_text is None:
         rules = hba.default_rules(

@@ -18,20 +18,17 @@ has fatal problems.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
-from pgpoolsync.core.changes import RESTART_PARAMS
+from pgpoolsync.core import restart
 from pgpoolsync.core.model import DesiredState
+from pgpoolsync.core.values import sensitive
 
 # On the pod template (a change to it is what rolls the pods), and so on every pod made from it.
 HASH_ANNOTATION = "pgpoolsync.io/restart-hash"
 # On the Deployment's own metadata (does not roll anything): when the last rollout was asked for.
 REQUESTED_AT_ANNOTATION = "pgpoolsync.io/rollout-requested-at"
 
-_BACKEND_ADDRESS = re.compile(r"^backend_(hostname|port|data_directory)\d+$")
-_BACKEND_FLAG = re.compile(r"^backend_flag\d+$")
-_SENSITIVE = re.compile(r"password|secret|passphrase|key", re.IGNORECASE)
 
 PATCH = "patch"  # ask the Deployment for a rollout
 PENDING = "pending"  # a rollout carrying the hash is under way; this pod will be replaced
@@ -44,14 +41,12 @@ def restart_part(state: DesiredState) -> tuple[tuple[str, str], ...]:
     """The (name, value) pairs pgpool takes only at start, sorted; no secret among them."""
     out: list[tuple[str, str]] = []
     for name, value in state.params:
-        if _SENSITIVE.search(name):
+        if sensitive(name):
             continue
-        if name in RESTART_PARAMS or name.startswith("ssl") or _BACKEND_ADDRESS.match(name):
+        if restart.start_only(name):
             out.append((name, value))
-        elif _BACKEND_FLAG.match(name):
-            # ALWAYS_PRIMARY cannot be removed by a reload; the rest of the flag is reloadable
-            # (and the topology actuator changes it for a moment around a detach).
-            out.append((name, "ALWAYS_PRIMARY" if "ALWAYS_PRIMARY" in value else ""))
+        elif restart.is_flag(name):
+            out.append((name, restart.flag_part(value)))
     if state.tls is not None:
         out.append(("tls certificate", state.tls.cert_pem.decode("ascii", "replace")))
         out.append(("tls ca", (state.tls.ca_pem or b"").decode("ascii", "replace")))

@@ -21,13 +21,14 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from pgpoolsync.core import render, tls, topology
 from pgpoolsync.core.changes import drift
 from pgpoolsync.core.model import DesiredState
+from pgpoolsync.core.outcomes import Applied, NodeOutcome, RestartOutcome
 from pgpoolsync.core.topology import NodeAction
 from pgpoolsync.pgpool import pcp, probe, writer
 
@@ -115,55 +116,8 @@ class PcpPgpool:
             client.attach(node_id)
 
 
-@dataclass(frozen=True)
-class Applied:
-    """What one pass did to pgpool and what pgpool then reported."""
-
-    changed: tuple[str, ...] = ()  # files written
-    reloaded: bool = False  # a reload was sent and accepted in this pass
-    reload_error: str | None = None
-    verified: bool = False  # pgpool was asked what it runs with, in this pass
-    restart: tuple[str, ...] = ()  # what pgpool runs differently until it restarts
-    unapplied: tuple[str, ...] = ()  # reloadable values pgpool is not running with
-    restarted: RestartOutcome | None = None  # what the restart policy did in this pass
-    nodes: NodeOutcome | None = None  # None: no node targets, or pgpool not reachable
-
-    @property
-    def owes_reload(self) -> bool:
-        return self.reload_error is not None or bool(self.unapplied)
-
-    @property
-    def owes_retry(self) -> bool:
-        return self.owes_reload or (self.nodes is not None and self.nodes.error is not None)
-
-
-@dataclass(frozen=True)
-class NodeOutcome:
-    """What one pass did to pgpool's node status."""
-
-    done: tuple[NodeAction, ...] = ()  # commands that took effect
-    error: str | None = None  # a command pgpool refused or that did not take effect
-    failed: NodeAction | None = None
-    status: tuple[tuple[int, int], ...] = ()  # pgpool's node status after the pass
-    wait: float | None = None  # seconds until a held-back command is due
-
-
 class NodeCommandError(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class RestartOutcome:
-    """What the restart policy did about a restart pgpool needs."""
-
-    restarted: bool = False  # pgpool was restarted in this pass (signal)
-    decision: str | None = None  # rollout: one of core.rollout's PATCH, PENDING, DONE, HOLD, ...
-    restart_hash: str | None = None
-    deployment: str | None = None
-    why: str = ""
-    requested_at: float | None = None  # wall clock: the Deployment's last rollout request
-    wait: float | None = None  # seconds until the policy may act again
-    error: str | None = None
 
 
 class Restarter(Protocol):
@@ -185,7 +139,7 @@ class Actuator:
         restart: Restarter | None = None,
         verify_seconds: float = 2.0,
         recheck_seconds: float = 60.0,
-        settle_seconds: float = 3.0,
+        settle_seconds: float,
         node_interval: float = 1.0,
         node_verify_seconds: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,

@@ -1,19 +1,15 @@
-"""pgpoolsync's own metrics, the text exposition of the exporter's families, and the /metrics,
-/healthz, /readyz server.
+"""pgpoolsync's own metrics and what ``run`` serves: /metrics, /healthz, /readyz.
 
 The only ``import prometheus_client``. Owns the metric families (prefix ``pgpoolsync_``) on a
-registry handed in (never the global one), ``exposition`` that writes the exporter's plain
-families in the same text format, and the small HTTP server. /healthz fails when a watch has
-made no progress past its timeout; /readyz is ok once the first apply is on disk.
+registry handed in (never the global one) and what each path answers (the server itself is
+``httpserve``). /healthz fails when a watch has made no progress past its timeout; /readyz is
+ok once the first apply is on disk.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,12 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-
-class FamilyLike(Protocol):
-    name: str
-    kind: str
-    help: str
-    samples: list[tuple[tuple[tuple[str, str], ...], float]]
+from pgpoolsync import httpserve
 
 
 def new_registry() -> CollectorRegistry:
@@ -134,100 +125,24 @@ def serve(
     ready: Callable[[], bool],
     host: str,
     port: int,
-    extra: Callable[[], bytes] | None = None,
 ) -> ThreadingHTTPServer:
-    """Start the HTTP server in a daemon thread and return it (``.shutdown()`` to stop).
+    """Start /metrics (the registry), /healthz and /readyz in a daemon thread and return the
+    server (``.shutdown()`` to stop)."""
 
-    /metrics is the registry's exposition followed by ``extra()`` (the exporter's families)."""
+    def health() -> tuple[int, bytes, str]:
+        ok, why = healthy()
+        return 200 if ok else 503, (why or "ok").encode() + b"\n", httpserve.TEXT
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+    def readiness() -> tuple[int, bytes, str]:
+        ok = ready()
+        return 200 if ok else 503, b"ok\n" if ok else b"first apply not done\n", httpserve.TEXT
 
-        def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body = generate_latest(registry)
-                self._send(200, body + extra() if extra else body, CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok, why = healthy()
-                self._send(200 if ok else 503, (why or "ok").encode() + b"\n")
-            elif path == "/readyz":
-                ok = ready()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"first apply not done\n")
-            else:
-                self._send(404, b"not found\n")
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    return server
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``:9720`` → ("0.0.0.0", 9720); ``127.0.0.1:0`` → ("127.0.0.1", 0)."""
-    host, _, port = listen.rpartition(":")
-    return (host.strip("[]") or "0.0.0.0"), int(port)  # noqa: S104
-
-
-def exposition(fams: Iterable[FamilyLike]) -> bytes:
-    """Families in the Prometheus text format 0.0.4, byte for byte what prometheus_client's
-    ``generate_latest`` writes for the same families (counters get ``_total``, labels sorted,
-    Go-style floats), without its per-sample validation: names here are constants, and label
-    values are escaped. ``generate_latest`` on the ~70 samples of one pgpool scrape took 1.7 ms,
-    nearly as long as the SHOW queries themselves (bench/scrape)."""
-    out: list[str] = []
-    # A node's labels tuple is shared by every family of its SHOW: key by identity (all are
-    # alive in ``fams`` for the whole call) to skip re-hashing, sorting and escaping.
-    label_text: dict[int, str] = {}
-    for fam in fams:
-        name, header = _header(fam.name, fam.kind, fam.help)
-        out.append(header)
-        for labels, value in fam.samples:
-            text = repr(value)
-            if len(text) > 8 or "n" in text:  # nan, inf, or a long one Go writes with e+
-                text = _go_float(value)
-            if labels:
-                inner = label_text.get(id(labels))
-                if inner is None:
-                    inner = label_text[id(labels)] = ",".join(
-                        f'{k}="{_escape_label(v)}"' for k, v in sorted(labels)
-                    )
-                out.append(f"{name}{{{inner}}} {text}\n")
-            else:
-                out.append(f"{name} {text}\n")
-    return "".join(out).encode()
-
-
-@functools.lru_cache(maxsize=512)
-def _header(name: str, kind: str, help_: str) -> tuple[str, str]:
-    name = f"{name}_total" if kind == "counter" else name
-    help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
-    return name, f"# HELP {name} {help_}\n# TYPE {name} {kind}\n"
-
-
-def _escape_label(text: str) -> str:
-    if "\\" in text or "\n" in text or '"' in text:
-        return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-    return text
-
-
-_GO_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
-
-
-def _go_float(value: float) -> str:
-    s = repr(float(value))
-    if s in _GO_SPECIAL:
-        return _GO_SPECIAL[s]
-    dot = s.find(".")
-    if value > 0 and dot > 6:  # Go switches to an exponent sooner than Python
-        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return s
+    return httpserve.serve(
+        routes={
+            "/metrics": lambda: (200, generate_latest(registry), CONTENT_TYPE_LATEST),
+            "/healthz": health,
+            "/readyz": readiness,
+        },
+        host=host,
+        port=port,
+    )

@@ -13,13 +13,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from pgpoolsync.core import rollout, topology
 from pgpoolsync.core.changes import describe_change
 from pgpoolsync.core.model import DesiredState, Origin, Problem
-from pgpoolsync.pgpool.actuator import Applied, NodeOutcome, RestartOutcome
-from pgpoolsync.pgpool.writer import write_error
+from pgpoolsync.core.outcomes import Applied, NodeOutcome, RestartOutcome
 from pgpoolsync.report.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -111,8 +109,9 @@ class Reporter:
         self._reported = set(problems)
         self.metrics.invalid.set(len(problems))
 
-    def write_failed(self, where: str, exc: OSError) -> None:
-        said = write_error(exc, Path(where))  # the log line and the Event say the same
+    def write_failed(self, where: str, said: str) -> None:
+        """``said``: what the failed write says (pgpool.writer.write_error); the log line and
+        the Event say the same."""
         log.error("%s; keeping the last good files", said)
         self.metrics.applies.labels("error").inc()
         self._events(Problem(Origin("file", where), said), "ApplyFailed")

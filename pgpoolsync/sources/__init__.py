@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pgpoolsync.core.model import Problem, Snapshot
 
@@ -32,6 +32,21 @@ class Source(Protocol):
         from the reporter's thread only."""
 
     def stop(self) -> None: ...
+
+
+class _Labelled(Protocol):
+    def labels(self, *values: str) -> Any: ...
+
+
+class WatchMetrics(Protocol):
+    """The metrics a watching source keeps (report.metrics.Metrics has them): seconds since
+    each watch made progress, and its restarts by kind and reason."""
+
+    @property
+    def watch_staleness(self) -> _Labelled: ...
+
+    @property
+    def watch_restarts(self) -> _Labelled: ...
 
 
 class ChangeSignal:

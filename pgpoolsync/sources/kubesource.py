@@ -15,8 +15,7 @@ from typing import Any
 
 from pgpoolsync.core import model
 from pgpoolsync.core.presets import Preset
-from pgpoolsync.report.metrics import Metrics
-from pgpoolsync.sources import kube
+from pgpoolsync.sources import WatchMetrics, kube
 from pgpoolsync.sources.convert import KeyConfig, KubeNames, TlsResult, kube_snapshot
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class KubeSource:
         keys: KeyConfig,
         static_backends: tuple[model.Backend, ...],
         tls: Callable[[Callable[[], dict[str, bytes] | None] | None], Callable[[], TlsResult]],
-        metrics: Metrics,
+        metrics: WatchMetrics,
     ) -> None:
         """``tls`` makes the TLS result function, given where the watched TLS Secret's data
         comes from (None without --tls-secret). Raises kube.KubeConfigError."""
