@@ -117,9 +117,12 @@ def plan(
     now: float,
     settle: float,
     min_interval: float,
+    hold: Mapping[int, str] | None = None,
 ) -> Plan:
     """The node commands due now. ``status``: pgpool's node status by node id (a node pgpool
-    does not have is left alone)."""
+    does not have is left alone). ``hold``: nodes to keep out of rotation although their
+    Service is ready, with the reason (the replica-lag gate, core/lag.py)."""
+    hold = hold or {}
     actions: list[NodeAction] = []
     waits: list[float] = []
     held: list[int] = []
@@ -131,9 +134,10 @@ def plan(
         down = status[t.node_id] == DOWN
         action: NodeAction | None = None
         due = now
-        if not t.up:
+        if not t.up or t.node_id in hold:
             if not down:
-                action = NodeAction(t.node_id, DETACH, "Service has no ready endpoint", t.source)
+                why = hold.get(t.node_id) or "Service has no ready endpoint"
+                action = NodeAction(t.node_id, DETACH, why, t.source)
         elif down:
             action = NodeAction(
                 t.node_id, ATTACH, f"Service has a ready endpoint ({', '.join(t.ready)})", t.source
@@ -168,13 +172,15 @@ def in_step(
     targets: Sequence[NodeTarget],
     status: Mapping[int, int],
     held: Sequence[int],
+    hold: Mapping[int, str] | None = None,
 ) -> dict[int, NodeMemory]:
     """Record the ready endpoints of every node pgpool is in step with (not held back)."""
     out = dict(memory)
     for t in targets:
         if t.node_id in held or t.node_id not in status:
             continue
-        if (status[t.node_id] == DOWN) != t.up:  # down when it should be, up when it should be
+        wanted = t.up and t.node_id not in (hold or {})
+        if (status[t.node_id] == DOWN) != wanted:  # down when it should be, up when it should be
             out[t.node_id] = replace(out.get(t.node_id, NodeMemory()), applied=t.ready)
     return out
 

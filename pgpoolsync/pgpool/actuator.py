@@ -10,8 +10,10 @@ and reload), so nothing is assumed.
 When the state carries node targets (the Services' ready endpoints), it then brings pgpool's node
 status in step (core/topology.py plans; this module runs the PCP commands and checks each took
 effect). A detach is sent with that node's flag at ALLOW_TO_FAILOVER in the files pgpool has
-reloaded, and the flag is put back right after, whatever happened. Knows nothing about
-Kubernetes.
+reloaded, and the flag is put back right after, whatever happened. With a replica-lag gate
+(``--max-replica-lag``) each pass first probes the primary when a probe is due and steps the
+gate (core/lag.py decides): while it is closed node 1 is held out of rotation. Knows nothing
+about Kubernetes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from pgpoolsync.core import render, tls, topology
+from pgpoolsync.core import lag, render, tls, topology
 from pgpoolsync.core.changes import drift
 from pgpoolsync.core.model import DesiredState
 from pgpoolsync.core.topology import NodeAction
@@ -62,6 +64,13 @@ class Pgpool(Protocol):
     def detach(self, params: Mapping[str, str], node_id: int) -> None: ...
 
     def attach(self, params: Mapping[str, str], node_id: int) -> None: ...
+
+
+class LagProbe(Protocol):
+    """Asks the primary (``backend_hostname0``/``backend_port0`` of ``params``) for its WAL
+    position and its standbys' replay positions; raises an Exception subclass on failure."""
+
+    def __call__(self, params: Mapping[str, str]) -> lag.Reading: ...
 
 
 class PcpPgpool:
@@ -145,7 +154,9 @@ class NodeOutcome:
     error: str | None = None  # a command pgpool refused or that did not take effect
     failed: NodeAction | None = None
     status: tuple[tuple[int, int], ...] = ()  # pgpool's node status after the pass
-    wait: float | None = None  # seconds until a held-back command is due
+    wait: float | None = None  # seconds until a held-back command (or a lag probe) is due
+    gate: lag.Gate | None = None  # the replica-lag gate after this pass (None: off)
+    held_out: tuple[int, ...] = ()  # nodes the gate holds out of rotation
 
 
 class NodeCommandError(Exception):
@@ -188,6 +199,8 @@ class Actuator:
         settle_seconds: float = 3.0,
         node_interval: float = 1.0,
         node_verify_seconds: float = 5.0,
+        lag_probe: LagProbe | None = None,
+        max_replica_lag: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -203,6 +216,8 @@ class Actuator:
         self._node_verify = node_verify_seconds
         self._memory: dict[int, topology.NodeMemory] = {}
         self.node_error: str | None = None
+        self._lag_probe = lag_probe
+        self.gate = lag.Gate(threshold=max_replica_lag if lag_probe else 0.0, settle=settle_seconds)
         self._sleep = sleep
         self._clock = clock
         self.reload_owed = True  # the first pass assumes nothing about what pgpool loaded
@@ -269,6 +284,7 @@ class Actuator:
         params = dict(state.params)
         now = self._clock()
         self._memory = topology.observe(self._memory, state.nodes, now=now)
+        hold = self._probe_lag(state, params, now=now)
         try:
             status = self._pgpool.node_status(params)
         except (pcp.PcpError, OSError) as exc:
@@ -281,6 +297,7 @@ class Actuator:
             now=now,
             settle=self._settle,
             min_interval=self._node_interval,
+            hold=hold,
         )
         done: list[NodeAction] = []
         error: str | None = None
@@ -300,18 +317,43 @@ class Actuator:
             except (pcp.PcpError, OSError) as exc:
                 error = error or f"cannot read node status after the node commands: {exc}"
         held = [*plan.held, *(a.node_id for a in plan.actions if a not in done)]
-        self._memory = topology.in_step(self._memory, state.nodes, status, held)
+        self._memory = topology.in_step(self._memory, state.nodes, status, held, hold)
         self.node_error = error
-        wait = plan.wait
+        waits = [w for w in (plan.wait,) if w is not None]
         if error is not None:
-            wait = self._node_interval if wait is None else min(wait, self._node_interval)
+            waits.append(self._node_interval)
+        if self.gate.on:
+            waits.append(self.gate.due_in(now=self._clock()))
         return NodeOutcome(
             done=tuple(done),
             error=error,
             failed=failed,
             status=tuple(sorted(status.items())),
-            wait=wait,
+            wait=min(waits) if waits else None,
+            gate=self.gate if self.gate.on else None,
+            held_out=tuple(sorted(hold)),
         )
+
+    def _probe_lag(
+        self, state: DesiredState, params: Mapping[str, str], *, now: float
+    ) -> dict[int, str]:
+        """Probe the primary if a probe is due and step the gate; the nodes it holds out."""
+        replica = next((t for t in state.nodes if not t.primary), None)
+        if not self.gate.on or self._lag_probe is None or replica is None:
+            return {}
+        if self.gate.due_in(now=now) == 0:
+            primary = next((t for t in state.nodes if t.primary), None)
+            ready = sorted({topology.address_of(k) for k in replica.ready})
+            if primary is not None and not primary.up:
+                self.gate = lag.failed(self.gate, "primary Service has no ready endpoint", now=now)
+            else:
+                try:
+                    reading = self._lag_probe(params)
+                except Exception as exc:
+                    self.gate = lag.failed(self.gate, str(exc), now=now)
+                else:
+                    self.gate = lag.step(self.gate, reading, ready=ready, now=now)
+        return {replica.node_id: self.gate.reason} if self.gate.closed else {}
 
     def _run(
         self,
