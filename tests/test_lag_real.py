@@ -1,0 +1,61 @@
+"""The replica-lag drill (tests/lagdrill.py) on real PostgreSQL and real pgpool: with
+``--max-replica-lag 3`` no read returns data older than 3 s once the gate has had its 3 s, node 1
+serves reads again soon after replay resumes and stays in rotation while the primary is idle;
+without the flag the same drill returns stale reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devcluster import PgCluster
+from tests import drills, lagdrill
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def lag_cluster(pg_base: Path) -> Iterator[PgCluster]:
+    c = PgCluster(pg_base / "lag-pg")
+    try:
+        c.start()
+        drills.prepare(c)
+        yield c
+    finally:
+        c.stop()
+
+
+def _show(r: lagdrill.LagResult) -> str:
+    lines = "\n".join(f"+{t - r.paused_at:.2f}s {line}" for t, line in r.log if "node" in line)
+    stale = "\n".join(
+        f"+{s.start - r.paused_at:.2f}s port {s.port}: {r.staleness(s):.2f}s old" for s in r.stale()
+    )
+    return f"{r.summary()}\nstale reads:\n{stale}\npgpoolsync:\n{lines}"
+
+
+def test_with_max_replica_lag_no_read_is_stale_after_the_gate_and_node_1_returns_and_stays(
+    lag_cluster: PgCluster, pg_base: Path
+) -> None:
+    r = lagdrill.replica_lag(pg_base / "lag-on", lag_cluster, max_lag=3)
+    late = [s for s in r.ok() if s.start > r.paused_at + 6.0]
+    assert len(late) >= 100, _show(r)
+    assert r.stale(after=6.0) == [], _show(r)
+    assert {s.port for s in r.ok() if r.paused_at + 6 < s.start < r.resumed_at} == {
+        lag_cluster.primary.port
+    }, _show(r)
+    back = r.replica_reads(r.resumed_at, r.ended_at)
+    assert back and back[0].start - r.resumed_at < 10.0, _show(r)
+    # Idle: no write for 20 s, yet node 1 stays in rotation and serves reads throughout.
+    assert r.first_line(r"detached node 1", r.idle_at) is None, _show(r)
+    for start in (r.idle_at + 5.0, r.idle_at + 10.0, r.idle_at + 15.0):
+        assert r.replica_reads(start, start + 5.0), _show(r)
+    assert r.first_line(r"replica-lag gate closed", r.paused_at) is not None, _show(r)
+
+
+def test_without_max_replica_lag_the_same_drill_returns_stale_reads(
+    lag_cluster: PgCluster, pg_base: Path
+) -> None:
+    r = lagdrill.replica_lag(pg_base / "lag-off", lag_cluster, max_lag=None)
+    assert len(r.stale(after=6.0)) >= 5, _show(r)
