@@ -59,3 +59,24 @@ def test_without_max_replica_lag_the_same_drill_returns_stale_reads(
 ) -> None:
     r = lagdrill.replica_lag(pg_base / "lag-off", lag_cluster, max_lag=None)
     assert len(r.stale(after=6.0)) >= 5, _show(r)
+
+
+def test_the_probe_reads_the_primary_and_a_failed_one_names_it_never_the_password(
+    lag_cluster: PgCluster,
+) -> None:
+    from pgpoolsync.pgpool.lagprobe import LagProbe, LagProbeError
+
+    lagdrill.stream_over_tcp(lag_cluster)
+    params = {"backend_hostname0": "127.0.0.1", "backend_port0": str(lag_cluster.primary.port)}
+    probe = LagProbe(user=lagdrill.MONITOR, password=lagdrill.MONITOR_PASSWORD)
+    reading = probe(params)
+    probe.close()
+    assert reading.lsn > 0 and [a for a, _ in reading.replay] == ["127.0.0.1"]
+    bad = LagProbe(user=lagdrill.MONITOR, password="wrong-secret-4711")
+    with pytest.raises(LagProbeError) as err:
+        bad(params)
+    assert f"primary 127.0.0.1:{lag_cluster.primary.port} as {lagdrill.MONITOR}" in str(err.value)
+    assert "wrong-secret-4711" not in str(err.value)
+    standby = {**params, "backend_port0": str(lag_cluster.replica.port)}
+    with pytest.raises(LagProbeError, match="recovery is in progress"):
+        probe(standby)

@@ -96,6 +96,7 @@ class Reporter:
         self._gate_probe: float | None = None
         self._gate_error: str | None = None
         self._gate_closed = False
+        self._unmeasured: tuple[str, ...] = ()
         self._rollout: tuple[str | None, str | None, str | None] = (None, None, None)
 
     def event(self, problem: Problem, reason: str) -> None:
@@ -188,6 +189,13 @@ class Reporter:
             self._gate_error = gate.error
             return
         self._gate_error = None
+        if gate.unmeasured and gate.unmeasured != self._unmeasured:
+            log.warning(
+                "replica-lag probe: %s ready behind the replica Service but not streaming from "
+                "the primary by that address; node 1 stays in rotation",
+                ", ".join(gate.unmeasured),
+            )
+        self._unmeasured = gate.unmeasured
         m.replica_lag.clear()
         for address, seconds in gate.lags:
             m.replica_lag.labels(address).set(seconds)
