@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from pgpoolsync import logsetup, reconcile
 from pgpoolsync.core import tls
 from pgpoolsync.core.presets import PRESETS, Preset
+from pgpoolsync.pgpool import nodes
 from pgpoolsync.pgpool.actuator import (
     Actuator,
-    LagProbe,
     PcpPgpool,
     Restarter,
     signal_restart,
@@ -178,7 +178,7 @@ def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Met
         raise UsageError(str(exc)) from None
 
 
-def _lag_probe(run: RunSettings) -> LagProbe | None:
+def _lag_probe(run: RunSettings) -> nodes.LagProbe | None:
     if not run.max_replica_lag or not run.monitor_user or not run.monitor_password:
         return None
     from pgpoolsync.pgpool.lagprobe import LagProbe  # noqa: PLC0415 - psycopg only with the gate

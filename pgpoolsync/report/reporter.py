@@ -18,7 +18,8 @@ from pathlib import Path
 from pgpoolsync.core import lag, rollout, topology
 from pgpoolsync.core.changes import describe_change
 from pgpoolsync.core.model import DesiredState, Origin, Problem
-from pgpoolsync.pgpool.actuator import Applied, NodeOutcome, RestartOutcome
+from pgpoolsync.pgpool.actuator import Applied, RestartOutcome
+from pgpoolsync.pgpool.nodes import NodeOutcome
 from pgpoolsync.pgpool.writer import write_error
 from pgpoolsync.report.metrics import Metrics
 
