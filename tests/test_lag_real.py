@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from devcluster import PgCluster
-from tests import drills, lagdrill
+from tests import drills, lagdrill, netfault
+from tests.forwarder import Forwarder
 
 pytestmark = pytest.mark.real
 
@@ -80,3 +81,38 @@ def test_the_probe_reads_the_primary_and_a_failed_one_names_it_never_the_passwor
     standby = {**params, "backend_port0": str(lag_cluster.replica.port)}
     with pytest.raises(LagProbeError, match="recovery is in progress"):
         probe(standby)
+
+
+def test_a_probe_to_a_primary_that_stopped_answering_fails_instead_of_holding_the_loop(
+    lag_cluster: PgCluster,
+) -> None:
+    """A kept connection to a primary whose packets are now dropped (a dead node): the probe
+    must give up with an error (the loop that runs it also runs the node commands), not wait for
+    the kernel's retransmissions."""
+    import threading
+
+    from pgpoolsync.pgpool.lagprobe import LagProbe, LagProbeError
+
+    lagdrill.stream_over_tcp(lag_cluster)
+    fwd = Forwarder(lag_cluster.primary.port)
+    params = {"backend_hostname0": "127.0.0.1", "backend_port0": str(fwd.port)}
+    probe = LagProbe(user=lagdrill.MONITOR, password=lagdrill.MONITOR_PASSWORD)
+    outcome: list[object] = []
+    try:
+        assert probe(params).lsn > 0  # connected, kept
+        with netfault.dropped(fwd.port):
+
+            def again() -> None:
+                try:
+                    outcome.append(probe(params))
+                except LagProbeError as exc:
+                    outcome.append(exc)
+
+            t = threading.Thread(target=again, daemon=True)
+            t.start()
+            t.join(60.0)  # a hang guard, not a speed claim: the kernel would wait ~15 minutes
+        assert outcome and isinstance(outcome[0], LagProbeError), outcome
+        assert f"primary 127.0.0.1:{fwd.port}" in str(outcome[0])
+    finally:
+        probe.close()
+        fwd.close()

@@ -4,7 +4,8 @@ Logs in to the primary backend (``backend_hostname0``/``backend_port0`` of the d
 the primary Service) as the monitoring login (``--monitor-user``, a role in ``pg_monitor`` is
 enough to read ``pg_stat_replication``'s positions and addresses) and answers a
 ``core.lag.Reading``. One connection, kept between probes and made again when the primary's
-address changes or a query fails; short timeouts, because the probe runs on the loop's thread.
+address changes or a query fails; short timeouts (connect, statement, and TCP: unacknowledged
+data and keepalives), because the probe runs on the loop's thread.
 The password goes to libpq as a keyword argument: never in argv, the environment or an error.
 """
 
@@ -61,6 +62,14 @@ class LagProbe:
                     connect_timeout=max(1, round(self._timeout)),
                     application_name="pgpoolsync-lag-probe",
                     options=f"-c statement_timeout={int(self._timeout * 1000)}",
+                    # A kept connection to a primary that stopped answering (a dead node)
+                    # must fail in seconds, not after the kernel's retransmissions: the loop
+                    # that probes also runs the node commands.
+                    tcp_user_timeout=int(self._timeout * 1000),
+                    keepalives=1,
+                    keepalives_idle=1,
+                    keepalives_interval=1,
+                    keepalives_count=max(1, round(self._timeout)),
                 )
                 self._target = target
             rows = self._conn.execute(QUERY).fetchall()
