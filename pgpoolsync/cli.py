@@ -14,6 +14,7 @@ from pgpoolsync import httpserve, logsetup, reconcile
 from pgpoolsync.core import tls
 from pgpoolsync.core.presets import PRESETS, Preset
 from pgpoolsync.exporter import command as exporter_command
+from pgpoolsync.pgpool import nodes
 from pgpoolsync.pgpool.actuator import (
     Actuator,
     PcpPgpool,
@@ -177,6 +178,14 @@ def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Met
         raise UsageError(str(exc)) from None
 
 
+def _lag_probe(run: RunSettings) -> nodes.LagProbe | None:
+    if not run.max_replica_lag or not run.monitor_user or not run.monitor_password:
+        return None
+    from pgpoolsync.pgpool.lagprobe import LagProbe  # noqa: PLC0415 - psycopg only with the gate
+
+    return LagProbe(user=run.monitor_user, password=run.monitor_password)
+
+
 def cmd_run(common: Common, run: RunSettings) -> int:
     if not common.pcp_users:
         raise UsageError(
@@ -228,6 +237,8 @@ def cmd_run(common: Common, run: RunSettings) -> int:
         ),
         restart=restart,
         settle_seconds=run.node_settle_seconds,
+        lag_probe=_lag_probe(run),
+        max_replica_lag=run.max_replica_lag,
     )
     loop = reconcile.Loop(
         snapshot=source.snapshot,

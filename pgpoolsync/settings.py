@@ -314,6 +314,20 @@ def add_run_flags(p: _EnvParser) -> None:
         default=str(NODE_SETTLE_SECONDS),
         type=_nonneg_int,
     )
+    p.add(
+        "--max-replica-lag",
+        help="with --kube and topology mirror: hold node 1 (the replica Service) out of "
+        "rotation while every ready replica is more than this many seconds behind the "
+        "primary, so reads go to the primary; back once under it for --node-settle-seconds. "
+        "0 is off. Needs a monitoring login (--monitor-user, --monitor-password-file)",
+        default="0",
+        type=_nonneg_int,
+    )
+    p.add(
+        "--monitor-user",
+        help="role the replica-lag probe logs in to the primary as (in pg_monitor is enough)",
+    )
+    p.add("--monitor-password-file", help="file holding --monitor-user's password")
     p.add("--pgpool-pid-file", help="pgpool's pid file (default: pid_file_name of pgpool.conf)")
     p.add("--pod-name", help="this pod's name, for Events (default: $POD_NAME)")
     p.add(
@@ -349,6 +363,37 @@ class RunSettings:
     node_settle_seconds: int = NODE_SETTLE_SECONDS
     min_rollout_interval: int = MIN_ROLLOUT_INTERVAL
     deployment: str | None = None
+    max_replica_lag: int = 0
+    monitor_user: str | None = None
+    monitor_password: str | None = field(default=None, repr=False)
+
+
+def _monitor_login(ns: argparse.Namespace, *, kube: bool) -> tuple[str | None, str | None]:
+    """(user, password) of the monitoring login; UsageError for a half or unusable one."""
+    lag = int(ns.max_replica_lag)
+    user, path = ns.monitor_user or None, ns.monitor_password_file or None
+    if lag and not (user and path):
+        raise UsageError(
+            "--max-replica-lag (PGPOOLSYNC_MAX_REPLICA_LAG) needs a monitoring login to measure "
+            "lag: --monitor-user (PGPOOLSYNC_MONITOR_USER) and --monitor-password-file "
+            "(PGPOOLSYNC_MONITOR_PASSWORD_FILE)"
+        )
+    if bool(user) != bool(path):
+        raise UsageError(
+            "--monitor-user (PGPOOLSYNC_MONITOR_USER) and --monitor-password-file "
+            "(PGPOOLSYNC_MONITOR_PASSWORD_FILE) go together"
+        )
+    if lag and (not kube or ns.topology != "mirror"):
+        raise UsageError(
+            "--max-replica-lag (PGPOOLSYNC_MAX_REPLICA_LAG) needs --kube and --topology mirror: "
+            "it holds node 1 out through the node status mirrored from the replica Service"
+        )
+    if path is None:
+        return None, None
+    password = read_password_file("--monitor-password-file", path)
+    if not password:
+        raise UsageError(f"--monitor-password-file {path}: empty")
+    return user, password
 
 
 def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
@@ -362,6 +407,7 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
             "--restart-policy rollout patches the pod's Deployment and needs --kube "
             "(without a Deployment: --restart-policy signal, which drops sessions)"
         )
+    monitor_user, monitor_password = _monitor_login(ns, kube=kube)
     return RunSettings(
         kube=kube,
         kubeconfig=ns.kubeconfig or None,
@@ -387,6 +433,9 @@ def _run_settings(ns: argparse.Namespace, environ: Mapping[str, str]) -> RunSett
         node_settle_seconds=int(ns.node_settle_seconds),
         min_rollout_interval=int(ns.min_rollout_interval),
         deployment=ns.deployment or None,
+        max_replica_lag=int(ns.max_replica_lag),
+        monitor_user=monitor_user,
+        monitor_password=monitor_password,
     )
 
 

@@ -28,7 +28,27 @@ from tests.kubeapi import KubeApiDouble, endpoint_slice, secret, service
 from tests.pgpool_helpers import RunProcess, wait_until
 
 USER, PASSWORD, DB = "drill_app", "drill-pw", "drill"  # not `postgres`: pgpool pools it never
-PRIMARY_POD, REPLICA_POD = "10.1.0.1", "10.1.0.2"  # the pods' addresses in the EndpointSlices
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A PostgreSQL pod as its EndpointSlice entries name it."""
+
+    name: str
+    address: str
+    uid: str
+
+
+ADDRESSES = ("10.1.0.1", "10.1.0.2")  # the pods' addresses in the EndpointSlices
+ONE_ADDRESS = ("10.1.0.1", "10.1.0.1")  # host network, a reused IP: both pods on one address
+
+
+def pods(addresses: tuple[str, str] = ADDRESSES) -> tuple[Pod, Pod]:
+    """The first primary's pod and the first replica's."""
+    return Pod("pg-0", addresses[0], "6d1f0c1e-0000"), Pod("pg-1", addresses[1], "9b7e4a52-0001")
+
+
+PRIMARY_POD, REPLICA_POD = pods()
 
 
 @dataclass
@@ -163,10 +183,19 @@ def prepare(cluster: PgCluster) -> None:
 class Rig:
     """Forwarders as Services, the API double, pgpool and `pgpoolsync run --kube`."""
 
-    def __init__(self, base: Path, cluster: PgCluster, *, topology: bool) -> None:
+    def __init__(
+        self,
+        base: Path,
+        cluster: PgCluster,
+        *,
+        topology: bool,
+        addresses: tuple[str, str] = ADDRESSES,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.base = base
         self.cluster = cluster
         self.topology = topology
+        self.pods = pods(addresses)
         base.mkdir(parents=True, exist_ok=True)
         self.primary_fwd = Forwarder(cluster.primary.port)
         self.replica_fwd = Forwarder(cluster.replica.port)
@@ -175,7 +204,7 @@ class Rig:
         self.api.put(
             "services", service("pg-repl", port=self.replica_fwd.port, cluster_ip="127.0.0.1")
         )
-        self.slices(primary=(PRIMARY_POD, True), replica=(REPLICA_POD, True))
+        self.slices(primary=(self.pods[0], True), replica=(self.pods[1], True))
         self.api.put(
             "secrets",
             secret("drill-app", {"username": USER, "password": PASSWORD}, labels={"app": "drill"}),
@@ -201,6 +230,7 @@ class Rig:
                 "5",
                 "--topology",
                 "mirror" if topology else "off",
+                *args,
             ],
         )
 
@@ -219,9 +249,15 @@ class Rig:
             out.append(f"+{stamp - offset - since:.2f}s {line[24:]}")
         return "\n".join(out)
 
-    def slices(self, *, primary: tuple[str, bool], replica: tuple[str, bool]) -> None:
-        self.api.put("endpointslices", endpoint_slice("pg-x1", "pg", [primary]))
-        self.api.put("endpointslices", endpoint_slice("pg-repl-x1", "pg-repl", [replica]))
+    def slices(self, *, primary: tuple[Pod, bool], replica: tuple[Pod, bool]) -> None:
+        for name, svc, (pod, ready) in (
+            ("pg-x1", "pg", primary),
+            ("pg-repl-x1", "pg-repl", replica),
+        ):
+            self.api.put(
+                "endpointslices",
+                endpoint_slice(name, svc, [(pod.address, ready)], pods=[(pod.name, pod.uid)]),
+            )
 
     def __enter__(self) -> Rig:
         self.run.start()
@@ -287,13 +323,14 @@ def replica_lost(
     with Rig(base, cluster, topology=topology) as rig, streaming(rig.read) as stream:
         time.sleep(2.0)
         replica_port = cluster.replica.port
+        primary_pod, replica_pod = rig.pods
         with netfault.dropped(replica_port):
             changed = time.monotonic()
-            rig.slices(primary=(PRIMARY_POD, True), replica=(REPLICA_POD, False))
+            rig.slices(primary=(primary_pod, True), replica=(replica_pod, False))
             time.sleep(hold)
             back = time.monotonic()
             measured = back + 3.0  # sessions started before ``back`` have had 3 s
-        rig.slices(primary=(PRIMARY_POD, True), replica=(REPLICA_POD, True))
+        rig.slices(primary=(primary_pod, True), replica=(replica_pod, True))
         recovered = None
         deadline = back + 15.0
         while time.monotonic() < deadline and recovered is None:
@@ -322,20 +359,33 @@ def replica_lost(
     )
 
 
-def switchover(base: Path, cluster: PgCluster, *, topology: bool, hold: float = 6.0) -> DrillResult:
+def switchover(
+    base: Path,
+    cluster: PgCluster,
+    *,
+    topology: bool,
+    hold: float = 6.0,
+    addresses: tuple[str, str] = ADDRESSES,
+) -> DrillResult:
     """Stop the primary, promote the replica, restart the old primary as its standby (the
-    Services still lead to the old pods for a while), then re-point the Services."""
-    with Rig(base, cluster, topology=topology) as rig, streaming(rig.write) as stream:
+    Services still lead to the old pods for a while), then re-point the Services: each now has
+    the other pod as its ready endpoint (``ONE_ADDRESS``: both pods on one address, so only the
+    pods tell the endpoints apart)."""
+    with (
+        Rig(base, cluster, topology=topology, addresses=addresses) as rig,
+        streaming(rig.write) as stream,
+    ):
         time.sleep(2.0)
         cluster.switchover()
         time.sleep(2.0)  # the operator has not updated the Services yet
         changed = time.monotonic()
         rig.primary_fwd.repoint(cluster.primary.port)
         rig.replica_fwd.repoint(cluster.replica.port)
-        rig.slices(primary=(REPLICA_POD, True), replica=(PRIMARY_POD, True))
+        rig.slices(primary=(rig.pods[1], True), replica=(rig.pods[0], True))
         time.sleep(hold)
         measured = time.monotonic() + 3.0
         time.sleep(3.0)
         sessions = tuple(s for s in stream.sessions if s.start < measured - 3.0)
         log = rig.node_log(changed)
-    return DrillResult("switchover", topology, changed, sessions, measured_at=measured, log=log)
+    name = "switchover" if addresses[0] != addresses[1] else "switchover, pods on one address"
+    return DrillResult(name, topology, changed, sessions, measured_at=measured, log=log)

@@ -639,14 +639,27 @@ def service(
 
 
 def endpoint_slice(
-    name: str, service_name: str, addresses: list[tuple[str, bool]], namespace: str = "default"
+    name: str,
+    service_name: str,
+    addresses: list[tuple[str, bool]],
+    namespace: str = "default",
+    *,
+    pods: list[tuple[str, str]] | None = None,
+    ports: list[tuple[str, int]] | None = None,
 ) -> Obj:
-    return {
+    """``pods``: a (name, uid) targetRef per address, in order; ``ports``: (name, port)."""
+    endpoints: list[Obj] = [{"addresses": [a], "conditions": {"ready": r}} for a, r in addresses]
+    for ep, (pod_name, uid) in zip(endpoints, pods or [], strict=False):
+        ep["targetRef"] = {"kind": "Pod", "name": pod_name, "namespace": namespace, "uid": uid}
+    out: Obj = {
         "metadata": {
             "name": name,
             "namespace": namespace,
             "labels": {"kubernetes.io/service-name": service_name},
         },
         "addressType": "IPv4",
-        "endpoints": [{"addresses": [a], "conditions": {"ready": r}} for a, r in addresses],
+        "endpoints": endpoints,
     }
+    if ports is not None:
+        out["ports"] = [{"name": n, "port": p, "protocol": "TCP"} for n, p in ports]
+    return out

@@ -44,6 +44,8 @@ SWAPS = (
     "which each overlay fills anyway: there is no Kubernetes API",
     "PGPOOLSYNC_RESTART_POLICY rollout becomes never: a rollout patches the Deployment through "
     "the API",
+    "the replica-lag gate (PGPOOLSYNC_MAX_REPLICA_LAG, the monitoring login and its Secret "
+    "volume) is left out: it follows the replica Service's EndpointSlices, which need the API",
     "no Services: the pod has its own network namespace on podman's bridge, and the primary and "
     "replica Services are kube-proxy-like forwarders on the bridge's gateway to the PostgreSQL "
     "nodes on the host's loopback (the backends in the ConfigMap)",
@@ -128,6 +130,16 @@ def playable_pod(
     del sidecar["restartPolicy"]
     assert sidecar["args"] == ["run", "--kube"], sidecar["args"]
     _env_set(sidecar, "PGPOOLSYNC_RESTART_POLICY", "never")
+    lag_gate = {
+        "PGPOOLSYNC_MAX_REPLICA_LAG",
+        "PGPOOLSYNC_MONITOR_USER",
+        "PGPOOLSYNC_MONITOR_PASSWORD_FILE",
+    }
+    sidecar["env"] = [e for e in sidecar["env"] if e["name"] not in lag_gate]
+    sidecar["volumeMounts"] = [
+        m for m in sidecar["volumeMounts"] if m["name"] != "monitor-password"
+    ]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "monitor-password"]
     if credentials is not None:
         sidecar["volumeMounts"].append(
             {"name": "credentials", "mountPath": CREDENTIALS_MOUNT, "readOnly": True}

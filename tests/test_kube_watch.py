@@ -260,7 +260,7 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
                     "db-replicas.default.svc",
                     5433,
                     model.REPLICA_FLAG,
-                    weight=model.ready_endpoints(slices),
+                    weight=len(sources.ready_endpoints(slices)),
                 ),
             ),
             credentials=tuple(creds),

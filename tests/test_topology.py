@@ -8,7 +8,9 @@ from pathlib import Path
 from pgpoolsync.core import model, topology
 from pgpoolsync.core.model import NodeTarget
 from pgpoolsync.core.topology import ATTACH, DETACH, RECYCLE, NodeMemory
+from pgpoolsync.sources.convert import ready_endpoints
 from tests.fakes import FakePgpool, make_loop, value
+from tests.kubeapi import endpoint_slice, service
 from tests.origins import src
 
 PRIMARY = src("service ns/pg")
@@ -293,3 +295,35 @@ def test_static_backends_have_no_node_targets(tmp_path: Path) -> None:
     loop.step()
     assert loop.state is not None and loop.state.nodes == ()
     assert pgpool.commands == []
+
+
+# -- endpoints are pods ------------------------------------------------------------------------
+
+
+def test_an_endpoint_is_its_address_port_and_pod_so_two_pods_on_one_address_are_two() -> None:
+    svc = service("pg", port=5432)
+    slices = [
+        endpoint_slice(
+            "pg-a",
+            "pg",
+            [("10.0.0.1", True), ("10.0.0.1", True), ("10.0.0.9", False)],
+            pods=[("pg-0", "u0"), ("pg-1", "u1"), ("pg-2", "u2")],
+            ports=[("metrics", 9187), ("postgres", 6432)],
+        )
+    ]
+    assert ready_endpoints(slices, svc) == (
+        "10.0.0.1 port 6432 pod pg-0 uid u0",
+        "10.0.0.1 port 6432 pod pg-1 uid u1",
+    )
+    assert [topology.address_of(k) for k in ready_endpoints(slices, svc)] == ["10.0.0.1"] * 2
+    bare = [endpoint_slice("pg-b", "pg", [("10.0.0.3", True)])]  # no targetRef, no ports
+    assert ready_endpoints(bare) == ("10.0.0.3",)
+
+
+def test_the_primary_endpoint_moving_to_another_pod_on_the_same_address_recycles_node_0() -> None:
+    old = topology.endpoint_key("10.0.0.1", port=5432, pod="pg-0", uid="u0")
+    new = topology.endpoint_key("10.0.0.1", port=5432, pod="pg-0", uid="u7")  # recreated pod
+    memory = {0: NodeMemory(applied=(old,)), 1: NodeMemory(applied=("10.0.0.2",))}
+    p = plan_of(targets((new,), ("10.0.0.2",)), {0: 2, 1: 2}, memory)
+    assert [(a.node_id, a.action) for a in p.actions] == [(0, RECYCLE)]
+    assert "uid u0" in p.actions[0].reason and "uid u7" in p.actions[0].reason

@@ -106,3 +106,16 @@ def test_without_topology_handling_a_switchover_leaves_writes_on_the_old_primary
     failed = r.failed_after()
     assert failed, _show(r)
     assert any("read-only" in s.error for s in failed), _show(r)
+
+
+def test_switchover_between_pods_on_one_address_is_seen_and_every_write_after_two_seconds_succeeds(
+    drill_cluster: PgCluster, pg_base: Path
+) -> None:
+    r = drills.switchover(
+        pg_base / "so-one", drill_cluster, topology=True, addresses=drills.ONE_ADDRESS
+    )
+    after = r.after()
+    assert len(after) >= 10, _show(r)
+    assert r.failed_after() == [], _show(r)
+    assert {s.port for s in after} == {drill_cluster.primary.port}, _show(r)
+    assert "recycled" in r.log and "pod pg-1" in r.log, _show(r)

@@ -158,7 +158,8 @@ class Backend:
     port: int
     flag: str
     weight: int = 1
-    # The Service's ready endpoint addresses (sorted); None when not observed (static flags).
+    # The Service's ready endpoints (core/topology.endpoint_key: address, port, pod), sorted;
+    # None when not observed (static flags).
     ready: tuple[str, ...] | None = None
     source: Origin | None = None  # the Service
 
@@ -168,7 +169,7 @@ class NodeTarget:
     """Where a backend node should be: in rotation when its Service has a ready endpoint."""
 
     node_id: int
-    ready: tuple[str, ...]  # the Service's ready endpoint addresses, sorted
+    ready: tuple[str, ...]  # the Service's ready endpoints (topology.endpoint_key), sorted
     source: Origin  # the Service
     primary: bool = False  # the ALWAYS_PRIMARY node: only its Service's pods take writes
 
@@ -305,15 +306,21 @@ def credential_from_data(
 SERVICE_PORT_NAMES = ("postgres", "postgresql", "pgport")
 
 
-def service_port(service: Mapping[str, Any]) -> int:
-    """The port named postgres/postgresql/pgport, else the only port, else 5432."""
+def service_port_entry(service: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Service port pgpool uses: the one named postgres/postgresql/pgport, else the only one."""
     ports = (service.get("spec") or {}).get("ports") or []
     for port in ports:
         if port.get("name") in SERVICE_PORT_NAMES:
-            return int(port["port"])
+            return dict(port)
     if len(ports) == 1:
-        return int(ports[0]["port"])
-    return 5432
+        return dict(ports[0])
+    return None
+
+
+def service_port(service: Mapping[str, Any]) -> int:
+    """The port of ``service_port_entry``, else 5432."""
+    entry = service_port_entry(service)
+    return int(entry["port"]) if entry is not None else 5432
 
 
 def service_host(service: Mapping[str, Any], *, address: str) -> str | None:
@@ -323,23 +330,6 @@ def service_host(service: Mapping[str, Any], *, address: str) -> str | None:
         ip = (service.get("spec") or {}).get("clusterIP")
         return ip if ip and ip != "None" else None
     return f"{meta.get('name')}.{meta.get('namespace')}.svc"
-
-
-def ready_addresses(slices: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
-    """The ready endpoint addresses across a Service's EndpointSlices, sorted, each once. An
-    endpoint without a ``ready`` condition counts as ready (the API's documented default)."""
-    seen: set[str] = set()
-    for s in slices:
-        for ep in s.get("endpoints") or []:
-            ready = (ep.get("conditions") or {}).get("ready")
-            if ready is None or ready:
-                seen.update(str(a) for a in ep.get("addresses") or [])
-    return tuple(sorted(seen))
-
-
-def ready_endpoints(slices: Iterable[Mapping[str, Any]]) -> int:
-    """Ready endpoints across a Service's EndpointSlices (each address counted once)."""
-    return len(ready_addresses(slices))
 
 
 @functools.lru_cache(maxsize=65536)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgpoolsync.core import lag
 from pgpoolsync.core.topology import NodeAction
 
 
@@ -56,4 +57,6 @@ class NodeOutcome:
     error: str | None = None  # a command pgpool refused or that did not take effect
     failed: NodeAction | None = None
     status: tuple[tuple[int, int], ...] = ()  # pgpool's node status after the pass
-    wait: float | None = None  # seconds until a held-back command is due
+    wait: float | None = None  # seconds until a held-back command (or a lag probe) is due
+    gate: lag.Gate | None = None  # the replica-lag gate after this pass (None: off)
+    held_out: tuple[int, ...] = ()  # nodes the gate holds out of rotation

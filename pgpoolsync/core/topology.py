@@ -4,9 +4,12 @@ The operator owns failover; pgpool's own failover stays off (every node is flagg
 DISALLOW_TO_FAILOVER, health checks and failover on error are off). The Services' ready
 endpoints say what pgpool should use: a node whose Service has no ready endpoint goes out of
 rotation (PCP detach), back in when it has one again (attach), and a node whose Service's ready
-endpoint moved to another address (a switchover: the primary Service now leads to the new
+endpoint moved to another pod (a switchover: the primary Service now leads to the new
 primary; a replica pod gone) is detached and attached again so that pgpool's children drop the
-connections they cached to the old target.
+connections they cached to the old target. An endpoint is its pod (targetRef uid, else name),
+its address and the port it serves the Service's port on (``endpoint_key``): a new pod on a
+reused address (a pod recreated on the same IP, host-network pods, Services whose endpoints
+share an address) is a new endpoint.
 
 pgpool cancels a detach for a node flagged DISALLOW_TO_FAILOVER, whoever sends it, and
 ``backend_flag`` is reloadable: a detach is done with that node's flag switched to
@@ -33,13 +36,31 @@ ATTACH = "attach"
 RECYCLE = "recycle"  # detach, then attach: drop what pgpool cached to the old target
 
 
+def endpoint_key(address: str, *, port: int | None = None, pod: str = "", uid: str = "") -> str:
+    """An endpoint's identity, readable in a log line: ``10.1.0.7 port 5432 pod pg-1 uid 6f…``
+    (the parts that are known). The address comes first and has no space (``address_of``)."""
+    parts = [address]
+    if port is not None:
+        parts.append(f"port {port}")
+    if pod:
+        parts.append(f"pod {pod}")
+    if uid:
+        parts.append(f"uid {uid}")
+    return " ".join(parts)
+
+
+def address_of(key: str) -> str:
+    """The address of an ``endpoint_key``."""
+    return key.split(" ", 1)[0]
+
+
 @dataclass(frozen=True)
 class NodeMemory:
     """What the actuator knows of a node from earlier passes."""
 
-    applied: tuple[str, ...] | None = None  # ready addresses pgpool was last in step with
+    applied: tuple[str, ...] | None = None  # ready endpoints pgpool was last in step with
     ready_since: float | None = None  # when the Service was first seen ready, this spell
-    moved_since: float | None = None  # when an applied address was first seen gone, this spell
+    moved_since: float | None = None  # when an applied endpoint was first seen gone, this spell
     last_command: float | None = None
 
 
@@ -62,7 +83,7 @@ def observe(
     memory: Mapping[int, NodeMemory], targets: Sequence[NodeTarget], *, now: float
 ) -> dict[int, NodeMemory]:
     """Memory updated with this pass's view of the Services: when each became ready, and when
-    an address pgpool may hold connections to was first seen gone."""
+    an endpoint pgpool may hold connections to was first seen gone."""
     out = dict(memory)
     alive = {a for t in targets for a in t.ready}
     for t in targets:
@@ -77,10 +98,10 @@ def observe(
 
 
 def _gone(target: NodeTarget, applied: tuple[str, ...] | None, alive: set[str]) -> list[str]:
-    """Addresses pgpool may hold connections to through this node that are no longer valid:
-    for the primary's node, any address that left its Service (those pods take no writes now);
+    """Endpoints pgpool may hold connections to through this node that are no longer valid:
+    for the primary's node, any endpoint that left its Service (those pods take no writes now);
     for another node, one that is ready in no Service at all (a pod that went away — a pod that
-    moved to the primary Service in a switchover still serves reads). New addresses alone
+    moved to the primary Service in a switchover still serves reads). New endpoints alone
     invalidate nothing: a replica added behind the Service changes no cached connection."""
     if not applied:
         return []
@@ -96,9 +117,12 @@ def plan(
     now: float,
     settle: float,
     min_interval: float,
+    hold: Mapping[int, str] | None = None,
 ) -> Plan:
     """The node commands due now. ``status``: pgpool's node status by node id (a node pgpool
-    does not have is left alone)."""
+    does not have is left alone). ``hold``: nodes to keep out of rotation although their
+    Service is ready, with the reason (the replica-lag gate, core/lag.py)."""
+    hold = hold or {}
     actions: list[NodeAction] = []
     waits: list[float] = []
     held: list[int] = []
@@ -110,9 +134,10 @@ def plan(
         down = status[t.node_id] == DOWN
         action: NodeAction | None = None
         due = now
-        if not t.up:
+        if not t.up or t.node_id in hold:
             if not down:
-                action = NodeAction(t.node_id, DETACH, "Service has no ready endpoint", t.source)
+                why = hold.get(t.node_id) or "Service has no ready endpoint"
+                action = NodeAction(t.node_id, DETACH, why, t.source)
         elif down:
             action = NodeAction(
                 t.node_id, ATTACH, f"Service has a ready endpoint ({', '.join(t.ready)})", t.source
@@ -127,7 +152,7 @@ def plan(
             )
             if not t.primary:
                 # Not urgent (the Service has a ready endpoint) and often half of a switchover
-                # whose other half (the old address now ready in the primary Service, alive)
+                # whose other half (the old pod now ready in the primary Service, alive)
                 # is still on its way: wait for it to settle.
                 due = (m.moved_since if m.moved_since is not None else now) + settle
         if action is None:
@@ -147,13 +172,15 @@ def in_step(
     targets: Sequence[NodeTarget],
     status: Mapping[int, int],
     held: Sequence[int],
+    hold: Mapping[int, str] | None = None,
 ) -> dict[int, NodeMemory]:
-    """Record the ready addresses of every node pgpool is in step with (not held back)."""
+    """Record the ready endpoints of every node pgpool is in step with (not held back)."""
     out = dict(memory)
     for t in targets:
         if t.node_id in held or t.node_id not in status:
             continue
-        if (status[t.node_id] == DOWN) != t.up:  # down when it should be, up when it should be
+        wanted = t.up and t.node_id not in (hold or {})
+        if (status[t.node_id] == DOWN) != wanted:  # down when it should be, up when it should be
             out[t.node_id] = replace(out.get(t.node_id, NodeMemory()), applied=t.ready)
     return out
 

@@ -8,10 +8,7 @@ a reload: the files on disk may be newer than what pgpool loaded (a sidecar kill
 and reload), so nothing is assumed.
 
 When the state carries node targets (the Services' ready endpoints), it then brings pgpool's node
-status in step (core/topology.py plans; this module runs the PCP commands and checks each took
-effect). A detach is sent with that node's flag at ALLOW_TO_FAILOVER in the files pgpool has
-reloaded, and the flag is put back right after, whatever happened. Knows nothing about
-Kubernetes.
+status in step (pgpool/nodes.py, with the replica-lag gate). Knows nothing about Kubernetes.
 """
 
 from __future__ import annotations
@@ -25,12 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from pgpoolsync.core import render, tls, topology
+from pgpoolsync.core import render, tls
 from pgpoolsync.core.changes import drift
 from pgpoolsync.core.model import DesiredState
-from pgpoolsync.core.outcomes import Applied, NodeOutcome, RestartOutcome
-from pgpoolsync.core.topology import NodeAction
+from pgpoolsync.core.outcomes import Applied, RestartOutcome
 from pgpoolsync.pgpool import pcp, probe, writer
+from pgpoolsync.pgpool.nodes import LagProbe, Nodes
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +113,6 @@ class PcpPgpool:
             client.attach(node_id)
 
 
-class NodeCommandError(Exception):
-    pass
-
-
 class Restarter(Protocol):
     """A restart policy: called on every verified pass while pgpool needs a restart."""
 
@@ -142,6 +135,8 @@ class Actuator:
         settle_seconds: float,
         node_interval: float = 1.0,
         node_verify_seconds: float = 5.0,
+        lag_probe: LagProbe | None = None,
+        max_replica_lag: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -152,11 +147,19 @@ class Actuator:
         self._restart = restart
         self._verify_seconds = verify_seconds
         self._recheck_seconds = recheck_seconds
-        self._settle = settle_seconds
-        self._node_interval = node_interval
-        self._node_verify = node_verify_seconds
-        self._memory: dict[int, topology.NodeMemory] = {}
-        self.node_error: str | None = None
+        self.nodes = Nodes(
+            pgpool=pgpool,
+            write=self._write,
+            owe_reload=self._owe_reload,
+            verify_seconds=verify_seconds,
+            settle_seconds=settle_seconds,
+            node_interval=node_interval,
+            node_verify_seconds=node_verify_seconds,
+            lag_probe=lag_probe,
+            max_replica_lag=max_replica_lag,
+            sleep=sleep,
+            clock=clock,
+        )
         self._sleep = sleep
         self._clock = clock
         self.reload_owed = True  # the first pass assumes nothing about what pgpool loaded
@@ -170,8 +173,24 @@ class Actuator:
         applied = self._apply_config(state, blocked=blocked)
         if not state.nodes or applied.reload_error is not None:
             return applied
-        nodes = self._apply_nodes(state)
+        nodes = self.nodes.apply(state)
         return applied if nodes is None else replace(applied, nodes=nodes)
+
+    @property
+    def node_error(self) -> str | None:
+        """The last node command pgpool refused or that did not take effect (None: in step)."""
+        return self.nodes.node_error
+
+    def _owe_reload(self) -> None:
+        self.reload_owed = True
+
+    def _write(self, state: DesiredState) -> None:
+        write_state(
+            state,
+            config_dir=self._config_dir,
+            pool_key_file=self._key_file,
+            pool_key_seed=self._key_seed,
+        )
 
     def _apply_config(self, state: DesiredState, *, blocked: str | None) -> Applied:
         changed = tuple(
@@ -216,137 +235,6 @@ class Actuator:
             unapplied=unapplied,
             restarted=restarted,
         )
-
-    # -- node status --------------------------------------------------------------------
-    def _apply_nodes(self, state: DesiredState) -> NodeOutcome | None:
-        """Plan and run the node commands due now; None when pgpool cannot be asked."""
-        params = dict(state.params)
-        now = self._clock()
-        self._memory = topology.observe(self._memory, state.nodes, now=now)
-        try:
-            status = self._pgpool.node_status(params)
-        except (pcp.PcpError, OSError) as exc:
-            log.debug("could not ask pgpool for its node status: %s", exc)
-            return None
-        plan = topology.plan(
-            state.nodes,
-            status,
-            self._memory,
-            now=now,
-            settle=self._settle,
-            min_interval=self._node_interval,
-        )
-        done: list[NodeAction] = []
-        error: str | None = None
-        failed: NodeAction | None = None
-        if plan.actions:
-            for a in plan.actions:
-                self._memory[a.node_id] = replace(
-                    self._memory.get(a.node_id, topology.NodeMemory()), last_command=now
-                )
-            try:
-                self._run(state, params, plan.actions, done)
-            except (pcp.PcpError, OSError, NodeCommandError) as exc:
-                error = str(exc)
-                failed = next((a for a in plan.actions if a not in done), None)
-            try:
-                status = self._pgpool.node_status(params)
-            except (pcp.PcpError, OSError) as exc:
-                error = error or f"cannot read node status after the node commands: {exc}"
-        held = [*plan.held, *(a.node_id for a in plan.actions if a not in done)]
-        self._memory = topology.in_step(self._memory, state.nodes, status, held)
-        self.node_error = error
-        wait = plan.wait
-        if error is not None:
-            wait = self._node_interval if wait is None else min(wait, self._node_interval)
-        return NodeOutcome(
-            done=tuple(done),
-            error=error,
-            failed=failed,
-            status=tuple(sorted(status.items())),
-            wait=wait,
-        )
-
-    def _run(
-        self,
-        state: DesiredState,
-        params: Mapping[str, str],
-        actions: tuple[NodeAction, ...],
-        done: list[NodeAction],
-    ) -> None:
-        detaching = [a for a in actions if a.action in (topology.DETACH, topology.RECYCLE)]
-        for a in actions:
-            if a.action == topology.ATTACH:
-                self._attach(params, a.node_id)
-                done.append(a)
-        if not detaching:
-            return
-        ids = [a.node_id for a in detaching]
-        allow = topology.allow_failover(state, ids)
-        self._write(allow)
-        try:
-            self._pgpool.reload(dict(allow.params))  # pgpool reads the files; a fake, these
-            self._wait(
-                lambda: topology.failover_allowed(self._pgpool.running_params(params), ids),
-                self._verify_seconds,
-                f"pgpool did not take ALLOW_TO_FAILOVER for node {ids} on reload",
-            )
-            for a in detaching:
-                self._pgpool.detach(params, a.node_id)
-                self._wait(
-                    self._status_is(params, a.node_id, down=True),
-                    self._node_verify,
-                    f"node {a.node_id} not down {self._node_verify:.0f}s after the detach",
-                )
-                if a.action == topology.RECYCLE:
-                    self._attach(params, a.node_id)
-                done.append(a)
-        finally:
-            self._write(state)  # DISALLOW_TO_FAILOVER again, whatever happened
-            try:
-                self._pgpool.reload(params)
-                self._wait(
-                    lambda: topology.failover_allowed(
-                        self._pgpool.running_params(params), ids, allowed=False
-                    ),
-                    self._verify_seconds,
-                    f"pgpool still runs with ALLOW_TO_FAILOVER for node {ids} after the reload",
-                )
-            except (pcp.PcpError, OSError, NodeCommandError) as exc:
-                log.warning("putting DISALLOW_TO_FAILOVER back: %s; retrying", exc)
-                self.reload_owed = True
-
-    def _attach(self, params: Mapping[str, str], node_id: int) -> None:
-        self._pgpool.attach(params, node_id)
-        self._wait(
-            self._status_is(params, node_id, down=False),
-            self._node_verify,
-            f"node {node_id} still down {self._node_verify:.0f}s after the attach",
-        )
-
-    def _status_is(
-        self, params: Mapping[str, str], node_id: int, *, down: bool
-    ) -> Callable[[], bool]:
-        def check() -> bool:
-            status = self._pgpool.node_status(params).get(node_id, topology.DOWN)
-            return (status == topology.DOWN) == down
-
-        return check
-
-    def _write(self, state: DesiredState) -> None:
-        write_state(
-            state,
-            config_dir=self._config_dir,
-            pool_key_file=self._key_file,
-            pool_key_seed=self._key_seed,
-        )
-
-    def _wait(self, check: Callable[[], bool], seconds: float, what: str) -> None:
-        deadline = self._clock() + seconds
-        while not check():
-            if self._clock() >= deadline:
-                raise NodeCommandError(what)
-            self._sleep(0.05)
 
     def _verify(
         self, state: DesiredState, params: Mapping[str, str], *, wait: bool

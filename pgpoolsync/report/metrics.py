@@ -96,7 +96,8 @@ class Metrics:
         )
         self.backend_up = Gauge(
             "pgpoolsync_backend_up",
-            "Desired node state: 1 when the node's Service has a ready endpoint",
+            "Desired node state: 1 when the node's Service has a ready endpoint (and the "
+            "replica-lag gate does not hold it out)",
             ["node_id"],
             registry=registry,
         )
@@ -110,6 +111,25 @@ class Metrics:
             "pgpoolsync_node_commands",
             "PCP node commands (detach, attach, recycle) by result",
             ["node_id", "command", "result"],
+            registry=registry,
+        )
+        self.replica_lag = Gauge(
+            "pgpoolsync_replica_lag_seconds",
+            "With --max-replica-lag: how far each ready replica address behind the replica "
+            "Service is behind the primary (age of the oldest WAL it has not replayed)",
+            ["address"],
+            registry=registry,
+        )
+        self.lag_gate_closed = Gauge(
+            "pgpoolsync_replica_lag_gate_closed",
+            "With --max-replica-lag: 1 while every ready replica lags more than the threshold "
+            "and node 1 is held out of rotation",
+            registry=registry,
+        )
+        self.lag_probes = Counter(
+            "pgpoolsync_replica_lag_probes",
+            "Replica-lag probes of the primary by result (a failed probe changes nothing)",
+            ["result"],
             registry=registry,
         )
         for result in ("success", "error", "unchanged"):

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from pgpoolsync.core import rollout, topology
+from pgpoolsync.core import lag, rollout, topology
 from pgpoolsync.core.changes import describe_change
 from pgpoolsync.core.model import DesiredState, Origin, Problem
 from pgpoolsync.core.outcomes import Applied, NodeOutcome, RestartOutcome
@@ -91,6 +91,10 @@ class Reporter:
         self._restart: tuple[str, ...] = ()
         self._unapplied: tuple[str, ...] = ()
         self._node_error: str | None = None
+        self._gate_probe: float | None = None
+        self._gate_error: str | None = None
+        self._gate_closed = False
+        self._unmeasured: tuple[str, ...] = ()
         self._rollout: tuple[str | None, str | None, str | None] = (None, None, None)
 
     def event(self, problem: Problem, reason: str) -> None:
@@ -156,10 +160,61 @@ class Reporter:
             self._restart_policy(applied.restarted if applied.restart else None)
         if not applied.owes_reload:
             m.last_success.set(self._wall())
+        held = applied.nodes.held_out if applied.nodes is not None else ()
         for node in new.nodes:
-            m.backend_up.labels(str(node.node_id)).set(1 if node.up else 0)
+            m.backend_up.labels(str(node.node_id)).set(
+                1 if node.up and node.node_id not in held else 0
+            )
         if applied.nodes is not None:
+            self._gate(applied.nodes.gate, new)
             self._nodes(applied.nodes, retry_in=retry_in)
+
+    def _gate(self, gate: lag.Gate | None, state: DesiredState) -> None:
+        """The replica-lag gate: its metrics on every probe; a line and an Event when it closes
+        or opens, and once per distinct probe error."""
+        if gate is None or gate.last_probe is None or gate.last_probe == self._gate_probe:
+            return
+        self._gate_probe = gate.last_probe
+        m = self.metrics
+        m.lag_probes.labels("error" if gate.failed else "success").inc()
+        replica = next((n for n in state.nodes if not n.primary), None)
+        where = replica.source if replica is not None else _PGPOOL
+        if gate.failed:
+            if gate.error != self._gate_error:
+                log.warning("replica-lag probe failed: %s; node 1 left as it is", gate.error)
+                self._events(
+                    Problem(where, f"replica-lag probe failed: {gate.error}"), "LagProbeFailed"
+                )
+            self._gate_error = gate.error
+            return
+        self._gate_error = None
+        if gate.unmeasured and gate.unmeasured != self._unmeasured:
+            log.warning(
+                "replica-lag probe: %s ready behind the replica Service but not streaming from "
+                "the primary by that address; node 1 stays in rotation",
+                ", ".join(gate.unmeasured),
+            )
+        self._unmeasured = gate.unmeasured
+        m.replica_lag.clear()
+        for address, seconds in gate.lags:
+            m.replica_lag.labels(address).set(seconds)
+        m.lag_gate_closed.set(1 if gate.closed else 0)
+        if gate.closed == self._gate_closed:
+            return
+        self._gate_closed = gate.closed
+        if gate.closed:
+            log.warning(
+                "replica-lag gate closed: %s; node 1 out of rotation, reads go to the primary",
+                gate.reason,
+            )
+            self._events(
+                Problem(where, f"replica-lag gate closed: {gate.reason}"), "ReplicaLagGateClosed"
+            )
+        else:
+            lags = ", ".join(f"{a} {s:.1f}s" for a, s in gate.lags) or "no ready replica"
+            why = f"lag under {gate.threshold:g}s for {gate.settle:g}s ({lags})"
+            log.info("replica-lag gate opened: %s; node 1 back in rotation", why)
+            self._events(Problem(where, f"replica-lag gate opened: {why}"), "ReplicaLagGateOpened")
 
     def _nodes(self, outcome: NodeOutcome, *, retry_in: float) -> None:
         m = self.metrics

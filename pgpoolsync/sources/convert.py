@@ -7,11 +7,11 @@ the Kubernetes caches (lists of plain API dicts: Secrets, Services, EndpointSlic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pgpoolsync.core import model, tls
+from pgpoolsync.core import model, tls, topology
 from pgpoolsync.core.model import Snapshot
 from pgpoolsync.core.presets import Preset
 
@@ -117,7 +117,9 @@ def kube_snapshot(
                         host,
                         model.service_port(primary),
                         model.PRIMARY_FLAG,
-                        ready=model.ready_addresses(primary_slices()) if names.topology else None,
+                        ready=ready_endpoints(primary_slices(), primary)
+                        if names.topology
+                        else None,
                         source=origin,
                     )
                 ]
@@ -126,7 +128,7 @@ def kube_snapshot(
                     model.service_host(replica, address=names.service_address) if replica else None
                 )
                 if replica is not None and rhost is not None:
-                    ready = model.ready_addresses(slices())
+                    ready = ready_endpoints(slices(), replica)
                     backends.append(
                         model.Backend(
                             rhost,
@@ -144,6 +146,34 @@ def kube_snapshot(
         )
 
     return snap
+
+
+def ready_endpoints(
+    slices: Iterable[Mapping[str, Any]], service: Mapping[str, Any] | None = None
+) -> tuple[str, ...]:
+    """The ready endpoints across a Service's EndpointSlices as ``topology.endpoint_key``s,
+    sorted, each once: the address, the port the slice gives for the Service's port (matched by
+    name, as the API does) and the pod (``targetRef``). A pod recreated on the same address, or
+    two pods sharing one, are different endpoints. An endpoint without a ``ready`` condition
+    counts as ready (the API's documented default)."""
+    entry = model.service_port_entry(service) if service is not None else None
+    port_name = str(entry.get("name") or "") if entry is not None else None
+    seen: set[str] = set()
+    for s in slices:
+        port = None
+        for p in s.get("ports") or []:
+            if port_name is not None and str(p.get("name") or "") == port_name and p.get("port"):
+                port = int(p["port"])
+        for ep in s.get("endpoints") or []:
+            ready = (ep.get("conditions") or {}).get("ready")
+            if not (ready is None or ready):
+                continue
+            ref = ep.get("targetRef") or {}
+            pod = str(ref.get("name") or "")
+            uid = str(ref.get("uid") or "")
+            for a in ep.get("addresses") or []:
+                seen.add(topology.endpoint_key(str(a), port=port, pod=pod, uid=uid))
+    return tuple(sorted(seen))
 
 
 TlsResult = tuple[tls.TlsMaterial | None, model.Problem | None]
