@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from pgpoolsync.core import model
+from pgpoolsync.core import build, model
 from pgpoolsync.pgpool import writer
 from pgpoolsync.pgpool.actuator import Actuator
 from pgpoolsync.report.reporter import Reporter
@@ -65,9 +65,9 @@ def builder(common: Common, *, hba_text: str | None) -> Callable[[model.Snapshot
     """Build the desired state; when a credential is bad, again with the entries of the
     pool_passwd on disk (the last good files), so that its user keeps the entry it had."""
 
-    def build(snap: model.Snapshot) -> model.Outcome:
+    def build_state(snap: model.Snapshot) -> model.Outcome:
         inputs = inputs_from(common, snap, hba_text=hba_text)
-        outcome = model.build(inputs)
+        outcome = build.build(inputs)
         # Users given (one per user: the same credential from two sources is no problem).
         given = {c.user for c in inputs.credentials if isinstance(c, model.Credential)}
         if outcome.state is None or len(outcome.state.credentials) == len(given):
@@ -75,9 +75,9 @@ def builder(common: Common, *, hba_text: str | None) -> Callable[[model.Snapshot
         previous = writer.read_pool_passwd(common.config_dir)
         if not previous:
             return outcome
-        return model.build(replace(inputs, previous_entries=previous))
+        return build.build(replace(inputs, previous_entries=previous))
 
-    return build
+    return build_state
 
 
 class Loop:

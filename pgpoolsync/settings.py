@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgpoolsync.core import hba, model, passwd, pgpoolconf, tls, values
+from pgpoolsync.core import hba, passwd, pgpoolconf, tls, values, versions
 from pgpoolsync.core.model import Credential, Param, Problem, env_origin, flag_origin
 from pgpoolsync.core.presets import PRESETS
 from pgpoolsync.envflags import (
@@ -64,7 +64,7 @@ class Common:
     tls_dir: Path | None = None
     tls_names: tuple[str, ...] = ()
     tls_required: bool = False
-    pgpool_version: str = model.DEFAULT_PGPOOL_VERSION
+    pgpool_version: str = versions.DEFAULT_PGPOOL_VERSION
     pool_passwd: bool = True
     env_params: tuple[Param, ...] = ()
     config_problems: tuple[Problem, ...] = ()  # in a mounted pgpool.conf: no state is built
@@ -134,8 +134,8 @@ def add_common_flags(p: _EnvParser) -> None:
         "--pgpool-version",
         help="the pgpool that reads the files (a parameter it does not know is reported; "
         "socket_dir is written under both names, logdir as work_dir from 4.7)",
-        default=model.DEFAULT_PGPOOL_VERSION,
-        choices=list(model.PGPOOL_VERSIONS),
+        default=versions.DEFAULT_PGPOOL_VERSION,
+        choices=list(versions.PGPOOL_VERSIONS),
     )
     p.add(
         "--auth-method",

@@ -230,3 +230,29 @@ def test_sources_keep_their_metrics_through_a_protocol_not_the_report_package() 
     for module in MODULES:
         if module.startswith("sources/"):
             assert not {n for n in _ours(module) if n.startswith("pgpoolsync.report")}, module
+
+
+def _is_frozen_dataclass(node: ast.ClassDef) -> bool:
+    return any(
+        isinstance(d, ast.Call)
+        and isinstance(d.func, ast.Name)
+        and d.func.id == "dataclass"
+        and any(k.arg == "frozen" and getattr(k.value, "value", None) is True for k in d.keywords)
+        for d in node.decorator_list
+    )
+
+
+def test_the_model_defines_value_types_only() -> None:
+    """core/model.py: frozen dataclasses, constants and ``*_origin`` constructors; the rules live
+    in params.py, credentials.py and versions.py, building in build.py. One guarded forward of
+    ``build`` (for issue 24's test file, edited in parallel) is the only other definition."""
+    tree = ast.parse((PACKAGE / "core" / "model.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            assert _is_frozen_dataclass(node), node.name
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            assert node.name.endswith("_origin"), node.name
+        elif isinstance(node, ast.If):
+            defs = [n.name for n in ast.walk(node) if isinstance(n, ast.FunctionDef)]
+            assert defs == ["__getattr__"], defs
+    assert "class Inputs" in ast.unparse(tree)  # the walk really read the model
