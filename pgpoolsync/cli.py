@@ -19,14 +19,14 @@ from pgpoolsync.pgpool.actuator import (
     Actuator,
     PcpPgpool,
     Restarter,
-    signal_restart,
     write_state,
 )
 from pgpoolsync.pgpool.writer import KeyFileError, write_error
 from pgpoolsync.report import metrics
 from pgpoolsync.report.metrics import Metrics
 from pgpoolsync.report.reporter import AsyncEvents, Reporter
-from pgpoolsync.rollout import DeploymentApi, Rollout
+from pgpoolsync.restart.rollout import DeploymentApi, Rollout
+from pgpoolsync.restart.signal import SignalRestart
 from pgpoolsync.settings import (
     Common,
     RunSettings,
@@ -217,7 +217,7 @@ def cmd_run(common: Common, run: RunSettings) -> int:
     events = AsyncEvents(source.post_event)
     restart: Restarter | None = None
     if run.restart_policy == "signal":
-        restart = signal_restart(run.pgpool_pid_file)
+        restart = SignalRestart(pid_file=run.pgpool_pid_file)
     elif run.restart_policy == "rollout" and rollout_api is not None:
         restart = Rollout(
             rollout_api,

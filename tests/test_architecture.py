@@ -129,7 +129,8 @@ def test_the_kubernetes_client_s_asyncio_half_is_never_loaded_so_the_images_leav
 
     code = (
         "import sys, pgpoolsync.cli, pgpoolsync.sources.kube, pgpoolsync.sources.kubesource, "
-        "pgpoolsync.rollout; print(sorted(m for m in sys.modules if m.startswith('kubernetes')))"
+        "pgpoolsync.restart.rollout; "
+        "print(sorted(m for m in sys.modules if m.startswith('kubernetes')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = ast.literal_eval(out.stdout.strip())
@@ -222,8 +223,13 @@ def test_the_reporter_reads_outcomes_from_the_core_never_from_the_pgpool_side() 
             assert not {n for n in _ours(module) if n.startswith("pgpoolsync.pgpool")}, module
 
 
-def test_the_rollout_policy_does_not_import_the_actuator() -> None:
-    assert not {n for n in _ours("rollout.py") if n.startswith("pgpoolsync.pgpool")}
+def test_the_restart_policies_know_neither_the_actuator_nor_each_other_nor_the_sources() -> None:
+    policies = [m for m in MODULES if m.startswith("restart/") and m != "restart/__init__.py"]
+    assert sorted(policies) == ["restart/rollout.py", "restart/signal.py"]
+    for module in policies:
+        outside = {n for n in _ours(module) if not n.startswith("pgpoolsync.core")}
+        assert not outside, f"{module} imports {outside}"
+    assert not {n for n in _ours("pgpool/actuator.py") if n.startswith("pgpoolsync.restart")}
 
 
 def test_sources_keep_their_metrics_through_a_protocol_not_the_report_package() -> None:
@@ -256,3 +262,20 @@ def test_the_model_defines_value_types_only() -> None:
             defs = [n.name for n in ast.walk(node) if isinstance(n, ast.FunctionDef)]
             assert defs == ["__getattr__"], defs
     assert "class Inputs" in ast.unparse(tree)  # the walk really read the model
+
+
+# Keys only a raw Kubernetes object has: a module that reads them parses API objects.
+KUBE_OBJECT_KEYS = {"metadata", "spec", "ownerReferences", "clusterIP", "targetRef", "conditions"}
+# The sources turn API objects into model values; the rollout policy reads its Deployment.
+READS_KUBE_OBJECTS = ("sources/", "restart/rollout.py")
+
+
+def test_only_the_sources_and_the_rollout_policy_read_raw_kubernetes_objects() -> None:
+    readers = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+        if strings & KUBE_OBJECT_KEYS:
+            readers.add(path.relative_to(PACKAGE).as_posix())
+    assert "sources/convert.py" in readers  # the walk really finds a reader
+    assert all(m.startswith(READS_KUBE_OBJECTS) for m in readers), readers
