@@ -279,3 +279,58 @@ def test_only_the_sources_and_the_rollout_policy_read_raw_kubernetes_objects() -
             readers.add(path.relative_to(PACKAGE).as_posix())
     assert "sources/convert.py" in readers  # the walk really finds a reader
     assert all(m.startswith(READS_KUBE_OBJECTS) for m in readers), readers
+
+
+def test_the_loop_takes_plain_values_and_never_imports_the_settings() -> None:
+    outside = {
+        n
+        for n in _ours("reconcile.py")
+        if n.startswith(
+            ("pgpoolsync.settings", "pgpoolsync.flags", "pgpoolsync.wiring", "pgpoolsync.cli")
+        )
+    }
+    assert not outside, outside
+    readers = sorted(m for m in MODULES if {"pgpoolsync.settings"} & {n for n in _ours(m)})
+    assert readers == ["cli.py", "wiring.py"], readers
+
+
+def _environ_keys(module: str) -> set[str]:
+    """The string keys a module looks up in a mapping named ``environ``."""
+    tree = ast.parse((PACKAGE / module).read_text())
+    keys: set[str] = set()
+    for node in ast.walk(tree):
+        target, key = None, None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            target, key = node.func.value, node.args[0]
+            if node.func.attr != "get":
+                continue
+        elif isinstance(node, ast.Subscript):
+            target, key = node.value, node.slice
+        if (
+            isinstance(target, ast.Name)
+            and target.id == "environ"
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+        ):
+            keys.add(key.value)
+    return keys
+
+
+def test_the_image_s_environment_conventions_are_read_in_one_module() -> None:
+    readers = {m: keys for m in MODULES if (keys := _environ_keys(m))}
+    assert "PGPOOL_PCP_USER" in readers["sources/env.py"]  # the walk finds the reader
+    # The exporter reads pgpool2_exporter's own DATA_SOURCE_* variables.
+    assert set(readers) == {"sources/env.py", "exporter/conninfo.py"}, readers
+
+
+def test_building_the_parser_reads_no_file() -> None:
+    names = MODULES["flags.py"]
+    assert not {_top(n) for n in names} & IO, names
+    tree = ast.parse((PACKAGE / "flags.py").read_text())
+    calls = {
+        n.func.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    }
+    assert "add" in calls  # the walk sees the flags being declared
+    assert not calls & {"is_file", "exists", "read_text", "read_bytes", "open", "stat"}, calls

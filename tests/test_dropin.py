@@ -17,7 +17,8 @@ from devcluster import PgCluster, Pgpool, pgpoolsync_exe
 from pgpoolsync.core import build, model, tls
 from pgpoolsync.exporter import conninfo, scrape
 from pgpoolsync.pgpool import pcp
-from pgpoolsync.settings import UsageError, env_params, parse
+from pgpoolsync.settings import UsageError, parse
+from pgpoolsync.sources.env import env_params
 from tests.origins import src
 from tests.pgpool_helpers import pgpool2_on_k8s_minimal_env, render_cli, write_secret
 from tests.test_exporter import FakeConn
@@ -352,7 +353,7 @@ def test_a_mounted_config_volume_is_used_as_the_image_uses_it(
 
 
 def test_the_command_run_after_render_gets_no_password_in_its_environment() -> None:
-    from pgpoolsync.settings import scrubbed_env
+    from pgpoolsync.sources.env import scrubbed_env
 
     env = scrubbed_env(
         {
