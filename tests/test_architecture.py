@@ -334,3 +334,33 @@ def test_building_the_parser_reads_no_file() -> None:
     }
     assert "add" in calls  # the walk sees the flags being declared
     assert not calls & {"is_file", "exists", "read_text", "read_bytes", "open", "stat"}, calls
+
+
+# What bench/ still takes from tests/: the Kubernetes API double and the drills built on it.
+# tests/kubeapi.py is being reworked by issue 24 (a real Kubernetes tier); it moves to
+# devcluster/ with the drills once that lands. Nothing else of tests/ may be imported by bench/.
+BENCH_FROM_TESTS = {"tests.kubeapi", "tests.drills", "tests.lagdrill"}
+
+
+def test_bench_imports_nothing_from_tests_but_the_api_double_and_its_drills() -> None:
+    used: set[str] = set()
+    for path in sorted((PACKAGE.parent / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            used |= {n for n in names if n.split(".")[0] == "tests" and n.count(".") == 1}
+    assert "tests.kubeapi" in used  # the walk sees bench's imports
+    assert used <= BENCH_FROM_TESTS, used - BENCH_FROM_TESTS
+
+
+def test_devcluster_is_split_by_job_and_imports_nothing_from_tests() -> None:
+    root = PACKAGE.parent / "devcluster"
+    jobs = sorted(p.stem for p in root.glob("*.py") if not p.stem.startswith("__"))
+    assert jobs == ["binaries", "demo", "pgpool", "ports", "postgres"]
+    for path in root.glob("*.py"):
+        text = ast.unparse(ast.parse(path.read_text()))
+        assert "import tests" not in text and "from tests" not in text, path.name
