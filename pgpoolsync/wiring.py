@@ -23,6 +23,7 @@ from pgpoolsync.sources.tlssource import tls_source
 
 
 def static_backends(common: Common) -> list[model.Backend]:
+    """The backends --primary-host/--replica-host name (none: the source's Services give them)."""
     out: list[model.Backend] = []
     if common.primary_host:
         out.append(model.Backend(common.primary_host, common.primary_port, model.PRIMARY_FLAG))
