@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.common import write
-from pgpoolsync.core import model, render
+from pgpoolsync.core import build, model, render
 
 
 def _state(n: int, fmt: str) -> model.DesiredState:
@@ -22,7 +22,7 @@ def _state(n: int, fmt: str) -> model.DesiredState:
         model.Credential(f"user{i:05d}", f"password-{i}-x:y", model.Origin("bench", str(i)))
         for i in range(n)
     )
-    state = model.build(
+    state = build.build(
         model.Inputs(
             backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),),
             credentials=creds,

@@ -7,37 +7,23 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from pgpoolsync import httpserve, logsetup, reconcile
-from pgpoolsync.core import tls
-from pgpoolsync.core.presets import PRESETS, Preset
+from pgpoolsync import httpserve, logsetup, reconcile, wiring
+from pgpoolsync.core.presets import Preset
 from pgpoolsync.exporter import command as exporter_command
-from pgpoolsync.pgpool import nodes
-from pgpoolsync.pgpool.actuator import (
-    Actuator,
-    PcpPgpool,
-    Restarter,
-    signal_restart,
-    write_state,
-)
+from pgpoolsync.pgpool.actuator import write_state
 from pgpoolsync.pgpool.writer import KeyFileError, write_error
 from pgpoolsync.report import metrics
 from pgpoolsync.report.metrics import Metrics
 from pgpoolsync.report.reporter import AsyncEvents, Reporter
-from pgpoolsync.rollout import DeploymentApi, Rollout
-from pgpoolsync.settings import (
-    Common,
-    RunSettings,
-    UsageError,
-    parse,
-    scrubbed_env,
-)
+from pgpoolsync.restart.rollout import DeploymentApi
+from pgpoolsync.settings import Common, RunSettings, UsageError, parse
 from pgpoolsync.sources import ChangeSignal, Source
-from pgpoolsync.sources.convert import TlsResult, keys_for
-from pgpoolsync.sources.dirsource import DirSource, SecretsDirError
-from pgpoolsync.sources.tlssource import tls_source
+from pgpoolsync.sources.convert import keys_for
+from pgpoolsync.sources.dirsource import SecretsDirError
+from pgpoolsync.sources.env import scrubbed_env
 
 if TYPE_CHECKING:
     from pgpoolsync.sources.kubesource import KubeSource
@@ -48,40 +34,6 @@ EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3  # render wrote the files, but some credentials were bad (named on stderr)
-
-
-def _read_hba(common: Common) -> str | None:
-    if common.pool_hba_file is None:
-        return None
-    try:
-        return common.pool_hba_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--pool-hba-file {common.pool_hba_file}: {exc}") from None
-
-
-def _tls(
-    common: Common, secret: Callable[[], dict[str, bytes] | None] | None = None
-) -> Callable[[], TlsResult]:
-    try:
-        return tls_source(
-            mode=common.tls,
-            config_dir=common.config_dir,
-            tls_dir=common.tls_dir,
-            names=[*common.tls_names, *tls.default_names(None, None)],
-            secret=secret,
-        )
-    except ValueError as exc:  # --tls secret without a place to read it from
-        raise UsageError(str(exc)) from None
-
-
-def _dir_source(common: Common, preset: Preset | None, *, watch: bool) -> DirSource:
-    watched = (common.secrets_dir, common.tls_dir) if watch else ()
-    return DirSource(
-        secrets_dir=common.secrets_dir,
-        keys=keys_for(preset),
-        tls=_tls(common),
-        watch=tuple(d for d in watched if d is not None),
-    )
 
 
 def exec_after_render(then: Sequence[str], environ: Mapping[str, str]) -> None:
@@ -96,8 +48,8 @@ def exec_after_render(then: Sequence[str], environ: Mapping[str, str]) -> None:
 
 
 def cmd_render(common: Common, *, strict: bool = False) -> int:
-    snap = _dir_source(common, None, watch=False).snapshot()
-    outcome = reconcile.builder(common, hba_text=_read_hba(common))(snap)
+    snap = wiring.dir_source(common, None, watch=False).snapshot()
+    outcome = wiring.builder(common, hba_text=wiring.read_hba(common))(snap)
     for problem in (*common.env_warnings, *outcome.problems):
         level = "error" if problem.fatal else "warning"
         print(f"pgpoolsync: {level}: {problem}", file=sys.stderr)
@@ -138,12 +90,6 @@ def cmd_render(common: Common, *, strict: bool = False) -> int:
     return EXIT_OK
 
 
-def _preset(run: RunSettings) -> Preset | None:
-    if run.preset is None:
-        return None
-    return PRESETS[run.preset].fill(run.cluster or "")
-
-
 def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Metrics) -> KubeSource:
     from pgpoolsync.sources import kube, kubesource  # noqa: PLC0415 - the client loads only for --kube
 
@@ -160,7 +106,7 @@ def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Met
         pod_name=run.pod_name,
         topology=run.topology,
     )
-    static = tuple(reconcile.static_backends(common))
+    static = tuple(wiring.static_backends(common))
     if not static and not config.primary_service:
         raise UsageError(
             "--kube needs --primary-service (or --preset/--cluster, or --primary-host)"
@@ -171,19 +117,11 @@ def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Met
             kubeconfig=run.kubeconfig,
             keys=keys_for(preset),
             static_backends=static,
-            tls=lambda secret: _tls(common, secret),
+            tls=lambda secret: wiring.tls_reader(common, secret),
             metrics=m,
         )
     except kube.KubeConfigError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _lag_probe(run: RunSettings) -> nodes.LagProbe | None:
-    if not run.max_replica_lag or not run.monitor_user or not run.monitor_password:
-        return None
-    from pgpoolsync.pgpool.lagprobe import LagProbe  # noqa: PLC0415 - psycopg only with the gate
-
-    return LagProbe(user=run.monitor_user, password=run.monitor_password)
 
 
 def cmd_run(common: Common, run: RunSettings) -> int:
@@ -192,10 +130,9 @@ def cmd_run(common: Common, run: RunSettings) -> int:
             "run reloads pgpool over PCP and needs a PCP user: --pcp-user with "
             "--pcp-password-file, or PGPOOL_PCP_USER/PGPOOL_PCP_PASSWORD"
         )
-    pcp_user = common.pcp_users[0]
     for warning in common.env_warnings:
         log.warning("%s", warning)
-    preset = _preset(run)
+    preset = wiring.preset(run)
     if preset is not None and preset.tls and common.tls == "off":
         log.warning(
             "--tls off with --preset %s: %s clusters accept only TLS connections, so "
@@ -206,40 +143,16 @@ def cmd_run(common: Common, run: RunSettings) -> int:
     registry = metrics.new_registry()
     m = Metrics(registry)
     change = ChangeSignal()
-    build = reconcile.builder(common, hba_text=_read_hba(common))
+    build = wiring.builder(common, hba_text=wiring.read_hba(common))
     source: Source
     rollout_api: DeploymentApi | None = None
     if run.kube:
         kube_source = _kube_source(common, run, preset, m)
         source, rollout_api = kube_source, kube_source.deployments()
     else:
-        source = _dir_source(common, preset, watch=not run.once)
+        source = wiring.dir_source(common, preset, watch=not run.once)
     events = AsyncEvents(source.post_event)
-    restart: Restarter | None = None
-    if run.restart_policy == "signal":
-        restart = signal_restart(run.pgpool_pid_file)
-    elif run.restart_policy == "rollout" and rollout_api is not None:
-        restart = Rollout(
-            rollout_api,
-            pod_name=run.pod_name,
-            deployment=run.deployment,
-            min_interval=run.min_rollout_interval,
-        )
-    actuator = Actuator(
-        config_dir=common.config_dir,
-        pool_key_file=common.pool_key_file,
-        pool_key_seed=common.pool_key_seed_file,
-        pgpool=PcpPgpool(
-            host=run.pcp_host,
-            user=pcp_user.user,
-            password=pcp_user.password,
-            pcp_port=run.pcp_port,
-        ),
-        restart=restart,
-        settle_seconds=run.node_settle_seconds,
-        lag_probe=_lag_probe(run),
-        max_replica_lag=run.max_replica_lag,
-    )
+    actuator = wiring.actuator(common, run, rollout_api=rollout_api)
     loop = reconcile.Loop(
         snapshot=source.snapshot,
         build=build,

@@ -14,70 +14,13 @@ import gc
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from pgpoolsync.core import model
 from pgpoolsync.pgpool import writer
 from pgpoolsync.pgpool.actuator import Actuator
 from pgpoolsync.report.reporter import Reporter
-from pgpoolsync.settings import Common
 from pgpoolsync.sources import ChangeSignal
-
-
-def static_backends(common: Common) -> list[model.Backend]:
-    out: list[model.Backend] = []
-    if common.primary_host:
-        out.append(model.Backend(common.primary_host, common.primary_port, model.PRIMARY_FLAG))
-        if common.replica_host:
-            out.append(
-                model.Backend(
-                    common.replica_host,
-                    common.replica_port,
-                    model.REPLICA_FLAG,
-                    weight=common.replica_weight,
-                )
-            )
-    return out
-
-
-def inputs_from(common: Common, snap: model.Snapshot, *, hba_text: str | None) -> model.Inputs:
-    """Model inputs from the settings plus a snapshot of the source."""
-    backends = snap.backends if snap.backends is not None else static_backends(common)
-    return model.Inputs(
-        backends=tuple(backends),
-        params=common.env_params,
-        credentials=(*snap.credentials, *common.env_credentials),
-        pcp_users=common.pcp_users,
-        password_format=common.password_format,
-        auth_method=common.auth_method,
-        hba_text=hba_text,
-        problems=(*common.config_problems, *snap.problems),
-        tls=snap.tls,
-        tls_dir=str(common.config_dir.absolute()),
-        tls_required=common.tls_required,
-        pgpool_version=common.pgpool_version,
-        pool_passwd=common.pool_passwd,
-    )
-
-
-def builder(common: Common, *, hba_text: str | None) -> Callable[[model.Snapshot], model.Outcome]:
-    """Build the desired state; when a credential is bad, again with the entries of the
-    pool_passwd on disk (the last good files), so that its user keeps the entry it had."""
-
-    def build(snap: model.Snapshot) -> model.Outcome:
-        inputs = inputs_from(common, snap, hba_text=hba_text)
-        outcome = model.build(inputs)
-        # Users given (one per user: the same credential from two sources is no problem).
-        given = {c.user for c in inputs.credentials if isinstance(c, model.Credential)}
-        if outcome.state is None or len(outcome.state.credentials) == len(given):
-            return outcome
-        previous = writer.read_pool_passwd(common.config_dir)
-        if not previous:
-            return outcome
-        return model.build(replace(inputs, previous_entries=previous))
-
-    return build
 
 
 class Loop:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pgpoolsync import reconcile
+from pgpoolsync import reconcile, wiring
 from pgpoolsync.core import model
 from pgpoolsync.pgpool.actuator import Actuator, Restarter
 from pgpoolsync.pgpool.pcp import PcpError
@@ -116,7 +116,7 @@ def make_loop(
     kw.setdefault("resync_seconds", settings.run.resync_seconds)
     loop = reconcile.Loop(
         snapshot=snapshot,
-        build=reconcile.builder(common, hba_text=None),
+        build=wiring.builder(common, hba_text=None),
         actuator=actuator,
         reporter=Reporter(metrics=m, events=events),
         signal=ChangeSignal(),

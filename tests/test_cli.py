@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from devcluster import pgpoolsync_exe
-from pgpoolsync import settings
+from pgpoolsync import flags, settings
 from pgpoolsync.cli import main
+from pgpoolsync.sources import env
 
 
 def _secret(root: Path, name: str, user: str | bytes, password: str | bytes) -> None:
@@ -233,7 +234,7 @@ def test_every_flag_has_an_env_twin(tmp_path: Path, dirs: tuple[Path, Path]) -> 
 
 
 def test_help_mentions_the_env_twin_of_every_flag() -> None:
-    parser = settings.build_parser({})
+    parser = flags.build_parser({}, image=env.read({}))
     sub = parser._subparsers._group_actions[0].choices["render"]  # type: ignore[union-attr,index]
     for action in sub._actions:
         for flag in action.option_strings:
@@ -258,7 +259,7 @@ def test_env_params_split_at_the_first_equals(dirs: tuple[Path, Path]) -> None:
 
 
 def test_x_username_pairs_use_the_text_before_the_first_underscore() -> None:
-    creds, warnings = settings.env_credentials(
+    creds, warnings = env.env_credentials(
         {
             "POSTGRES_USERNAME": "postgres",
             "POSTGRES_PASSWORD": "pg",

@@ -14,10 +14,11 @@ import psycopg
 import pytest
 
 from devcluster import PgCluster, Pgpool, pgpoolsync_exe
-from pgpoolsync.core import model, tls
+from pgpoolsync.core import build, model, tls
 from pgpoolsync.exporter import conninfo, scrape
 from pgpoolsync.pgpool import pcp
-from pgpoolsync.settings import UsageError, env_params, parse
+from pgpoolsync.settings import UsageError, parse
+from pgpoolsync.sources.env import env_params
 from tests.origins import src
 from tests.pgpool_helpers import pgpool2_on_k8s_minimal_env, render_cli, write_secret
 from tests.test_exporter import FakeConn
@@ -26,7 +27,7 @@ from tests.test_exporter import FakeConn
 def _build(
     params: dict[str, str], *, users: tuple[str, ...] = (), backends: bool = False
 ) -> model.Outcome:
-    return model.build(
+    return build.build(
         model.Inputs(
             backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),) if backends else (),
             params=tuple(
@@ -174,7 +175,7 @@ def _tls_inputs(**kw: Any) -> model.Inputs:
 
 
 def test_without_pool_passwd_clients_send_passwords_over_tls_only() -> None:
-    out = model.build(_tls_inputs())
+    out = build.build(_tls_inputs())
     assert out.state is not None and out.state.credentials == ()
     assert out.state.hba_rules == (
         "local   all   all   trust",
@@ -183,12 +184,12 @@ def test_without_pool_passwd_clients_send_passwords_over_tls_only() -> None:
 
 
 def test_without_pool_passwd_tls_off_or_a_pool_hba_without_hostssl_is_refused() -> None:
-    no_tls = model.build(replace(_tls_inputs(), tls=None))
+    no_tls = build.build(replace(_tls_inputs(), tls=None))
     assert no_tls.state is None
     assert "PGPOOL_ENABLE_POOL_PASSWD: false sends clients' passwords in clear text" in str(
         no_tls.errors[0]
     )
-    plain = model.build(_tls_inputs(hba_text="host all all all password\n"))
+    plain = build.build(_tls_inputs(hba_text="host all all all password\n"))
     assert plain.state is None and "add hostssl lines" in str(plain.errors[0])
 
 
@@ -225,7 +226,7 @@ def test_skip_password_encryption_copies_entries_verbatim_and_refuses_clear_pass
         "a": "AES" + "q83vEjRWeJq83vEjRWeJqw==",
         "t": "TEXTpass:with colon",
     }
-    out = model.build(
+    out = build.build(
         model.Inputs(
             backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),),
             credentials=(
@@ -352,7 +353,7 @@ def test_a_mounted_config_volume_is_used_as_the_image_uses_it(
 
 
 def test_the_command_run_after_render_gets_no_password_in_its_environment() -> None:
-    from pgpoolsync.settings import scrubbed_env
+    from pgpoolsync.sources.env import scrubbed_env
 
     env = scrubbed_env(
         {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pgpoolsync.core import model
+from pgpoolsync.core import versions
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
@@ -146,8 +146,8 @@ def pinned_pgpool(image: str) -> str:
 
 def test_the_default_pgpool_version_is_the_one_the_images_and_manifests_run() -> None:
     for name in ("pgpool", "pgpool-dropin"):
-        assert pinned_pgpool(name).rsplit(".", 1)[0] == model.DEFAULT_PGPOOL_VERSION, name
+        assert pinned_pgpool(name).rsplit(".", 1)[0] == versions.DEFAULT_PGPOOL_VERSION, name
     for manifest in (ROOT / "manifests").rglob("*.yaml"):
         text = manifest.read_text()
         set_here = re.findall(r"PGPOOLSYNC_PGPOOL_VERSION\s*\n\s*value:\s*\"?([\d.]+)", text)
-        assert set(set_here) <= {model.DEFAULT_PGPOOL_VERSION}, manifest
+        assert set(set_here) <= {versions.DEFAULT_PGPOOL_VERSION}, manifest

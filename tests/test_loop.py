@@ -13,8 +13,8 @@ import pytest
 from pgpoolsync.cli import main
 from pgpoolsync.core import model, outcomes, rollout
 from pgpoolsync.core.changes import describe_change
-from pgpoolsync.pgpool import actuator
 from pgpoolsync.report.reporter import AsyncEvents
+from pgpoolsync.restart.signal import SignalRestart
 from tests.fakes import FakePgpool, make_loop, value
 from tests.origins import src
 
@@ -144,7 +144,7 @@ def test_the_signal_policy_restarts_once_per_target_not_in_a_loop(
     pid_file = tmp_path / "pgpool.pid"
     pid_file.write_text("4242\0")  # as pgpool writes it: NUL-ended
     monkeypatch.setattr("os.kill", kill)
-    loop, _ = make_loop(tmp_path, source, pgpool, restart=actuator.signal_restart(str(pid_file)))
+    loop, _ = make_loop(tmp_path, source, pgpool, restart=SignalRestart(pid_file=str(pid_file)))
     loop.step()
     source.backends = (model.Backend("db", 6000, model.PRIMARY_FLAG),)
     for _ in range(4):

@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from pgpoolsync.core.presets import PRESETS
-from pgpoolsync.settings import build_parser, env_name
+from pgpoolsync.flags import build_parser
+from pgpoolsync.settings import env_name
+from pgpoolsync.sources import env
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAYS = sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir())
@@ -146,7 +148,7 @@ def test_rbac_grants_exactly_the_calls_pgpoolsync_makes(overlay: str) -> None:
 
 
 def _flags(command: str) -> set[str]:
-    parser = build_parser({})
+    parser = build_parser({}, image=env.read({}))
     sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr,index]
     top = {f for a in parser._actions for f in a.option_strings}
     return top | {f for a in sub._actions for f in a.option_strings}

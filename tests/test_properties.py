@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgpoolsync.core import model, passwd, pgpoolconf, render
+from pgpoolsync.core import build, model, passwd, pgpoolconf, render
 from pgpoolsync.core.model import Backend, Credential, Inputs, Param
 from tests.origins import src
 
@@ -54,7 +54,7 @@ def test_no_input_adds_a_line_to_any_rendered_file(
         pcp_users=(Credential(pcp[0], pcp[1], src("env pcp")),),
         password_format=fmt,
     )
-    outcome = model.build(inputs)
+    outcome = build.build(inputs)
     if outcome.state is None:
         return
     state = outcome.state

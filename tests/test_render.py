@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgpoolsync.core import model, passwd, render
+from pgpoolsync.core import build, model, passwd, render
 from pgpoolsync.core.model import Backend, Credential, DesiredState, Inputs
 from tests.origins import src
 
@@ -19,7 +19,7 @@ def _state(fmt: str = "aes", **kw: object) -> DesiredState:
         password_format=fmt,
         **kw,  # type: ignore[arg-type]
     )
-    state = model.build(inputs).state
+    state = build.build(inputs).state
     assert state is not None
     return state
 

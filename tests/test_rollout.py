@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pgpoolsync.core import model, rollout, tls
-from pgpoolsync.rollout import Rollout
+from pgpoolsync.restart.rollout import Rollout, annotation
 from pgpoolsync.sources import kube
 from tests.kubeapi import KubeApiDouble, deployment, pod, replica_set
 
@@ -152,7 +152,7 @@ def _sidecar(
 
 def _template_hash(double: KubeApiDouble) -> str | None:
     dep = double.store.objects[("deployments", "default")]["pgpool"]
-    return rollout.annotation(dep, "spec", "template", key=rollout.HASH_ANNOTATION)
+    return annotation(dep, "spec", "template", key=rollout.HASH_ANNOTATION)
 
 
 NEEDS = ("ssl certificate",)
@@ -172,7 +172,7 @@ def test_two_sidecars_seeing_the_same_change_cause_exactly_one_patch(
     assert len(api.store.patches) == 1
     assert _template_hash(api) == rollout.restart_hash(state)
     dep = api.store.objects[("deployments", "default")]["pgpool"]
-    assert rollout.annotation(dep, key=rollout.REQUESTED_AT_ANNOTATION) == "2027-01-15T08:00:00Z"
+    assert annotation(dep, key=rollout.REQUESTED_AT_ANNOTATION) == "2027-01-15T08:00:00Z"
 
 
 def test_two_sidecars_racing_still_patch_once_the_loser_reads_the_winners_hash(

@@ -266,6 +266,7 @@ def test_a_renewed_certificate_rolls_the_deployment_once_and_the_new_pod_serves_
     (made here as the Deployment controller would: a ReplicaSet and a pod from the patched
     template, its own sidecar and pgpool) serves the new certificate and asks for nothing."""
     from pgpoolsync.core import rollout
+    from pgpoolsync.restart.rollout import annotation
     from tests.kubeapi import deployment, pod, replica_set
 
     base = pg_base / "tls-rollout"
@@ -339,8 +340,8 @@ def test_a_renewed_certificate_rolls_the_deployment_once_and_the_new_pod_serves_
         [(kind, name, body)] = api.store.patches
         assert (kind, name) == ("deployments", "pgpool")
         dep = api.store.objects[("deployments", "default")]["pgpool"]
-        wanted = rollout.annotation(dep, "spec", "template", key=rollout.HASH_ANNOTATION)
-        assert wanted == rollout.annotation(body, "spec", "template", key=rollout.HASH_ANNOTATION)
+        wanted = annotation(dep, "spec", "template", key=rollout.HASH_ANNOTATION)
+        assert wanted == annotation(body, "spec", "template", key=rollout.HASH_ANNOTATION)
         assert wanted is not None and f"restart hash {wanted}" in old_run.log_text()
         assert old_run.metric("pgpoolsync_rollout_pending") == 1
         assert old_run.metric("pgpoolsync_restart_required") == 1

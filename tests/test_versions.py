@@ -1,17 +1,17 @@
 """Files that mean the same to pgpool 4.3 to 4.7: renamed parameters under both names or under the
 one the target reads, and a warning naming each parameter the target pgpool does not know. Pure
-(model.build)."""
+(core/build.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pgpoolsync.core import model
+from pgpoolsync.core import build, model, versions
 from tests.origins import src
 
 
 def _build(params: dict[str, str], *, version: str = "4.3") -> model.Outcome:
-    return model.build(
+    return build.build(
         model.Inputs(
             backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),),
             params=tuple(
@@ -116,7 +116,7 @@ def test_the_parameters_added_in_4_6_and_4_7_are_known_to_the_version_check(
 
 
 def test_without_a_version_the_files_are_for_what_the_images_run() -> None:
-    assert model.Inputs().pgpool_version == model.DEFAULT_PGPOOL_VERSION == "4.6"
+    assert model.Inputs().pgpool_version == versions.DEFAULT_PGPOOL_VERSION == "4.6"
     assert "work_dir" not in _params(
-        model.build(model.Inputs(backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),)))
+        build.build(model.Inputs(backends=(model.Backend("db", 5432, model.PRIMARY_FLAG),)))
     )

@@ -2,7 +2,8 @@
 
 Owns the byte-exact formats: AES entries identical to ``pg_enc``, md5 entries identical to
 ``pg_md5 -m``, TEXT entries, the backslash escaping of pool_passwd fields, and pcp.conf lines.
-Pure functions: no I/O, no validation beyond what the format itself needs (model.py validates).
+Pure functions: no I/O, no validation beyond what the format itself needs (credentials.py
+validates).
 """
 
 from __future__ import annotations

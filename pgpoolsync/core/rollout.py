@@ -106,42 +106,9 @@ def decide(
     return Decision(PATCH, f"its pod template had {template or 'no restart hash'}")
 
 
-def patch_body(*, desired: str, now_text: str, resource_version: str | None) -> dict[str, object]:
-    """The merge patch: the hash on the pod template (rolls the pods), the request time on the
-    Deployment; with the resourceVersion read, so that of two sidecars racing one wins and the
-    other (409 Conflict) reads again and finds the rollout under way."""
-    meta: dict[str, object] = {"annotations": {REQUESTED_AT_ANNOTATION: now_text}}
-    if resource_version is not None:
-        meta["resourceVersion"] = resource_version
-    return {
-        "metadata": meta,
-        "spec": {"template": {"metadata": {"annotations": {HASH_ANNOTATION: desired}}}},
-    }
-
-
 class ApiError(Exception):
     """A Kubernetes API call for a rollout failed (raised by the API edge, read by the policy)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def owner(obj: dict[str, object], kind: str) -> str | None:
-    """The name of the controlling owner of ``kind`` in an object's ownerReferences."""
-    meta = obj.get("metadata")
-    refs = meta.get("ownerReferences") if isinstance(meta, dict) else None
-    for ref in refs if isinstance(refs, list) else []:
-        if isinstance(ref, dict) and ref.get("kind") == kind and ref.get("controller", True):
-            name = ref.get("name")
-            return name if isinstance(name, str) else None
-    return None
-
-
-def annotation(obj: dict[str, object], *path: str, key: str) -> str | None:
-    """``metadata.annotations[key]`` of ``obj`` (or of the object at ``path`` inside it)."""
-    node: object = obj
-    for step in (*path, "metadata", "annotations"):
-        node = node.get(step) if isinstance(node, dict) else None
-    value = node.get(key) if isinstance(node, dict) else None
-    return value if isinstance(value, str) else None

@@ -8,14 +8,14 @@ a reload: the files on disk may be newer than what pgpool loaded (a sidecar kill
 and reload), so nothing is assumed.
 
 When the state carries node targets (the Services' ready endpoints), it then brings pgpool's node
-status in step (pgpool/nodes.py, with the replica-lag gate). Knows nothing about Kubernetes.
+status in step (pgpool/nodes.py, with the replica-lag gate). A restart pgpool needs goes to the
+``Restarter`` it was given (pgpoolsync/restart/: signal or Deployment rollout). Knows nothing
+about Kubernetes.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -267,32 +267,3 @@ class Actuator:
             self._verified_at = None
             log.info("restarted pgpool to apply %s", ", ".join(restart))
         return outcome
-
-
-def signal_restart(pid_file: str | None) -> Restarter:
-    """``--restart-policy signal``: SIGINT (fast shutdown: sessions drop) the pid in the pid
-    file, by default pgpool.conf's ``pid_file_name``; the container restarts pgpool. Once per
-    distinct target: never in a loop when a restart does not bring pgpool to the values."""
-    restarted_for: list[tuple[tuple[str, str], ...]] = []
-
-    def restart(
-        state: DesiredState, names: tuple[str, ...], *, blocked: str | None
-    ) -> RestartOutcome:
-        params = dict(state.params)
-        target = tuple(sorted((n, params.get(n, "")) for n in names))
-        if target in restarted_for[-1:]:
-            return RestartOutcome(why="already restarted for these values")
-        if blocked is not None:
-            return RestartOutcome(why=f"not while the desired state has problems: {blocked}")
-        path = pid_file or params.get("pid_file_name") or ""
-        try:
-            # pgpool ends the pid with a NUL byte, which str.split() keeps.
-            pid = int(Path(path).read_text().replace("\0", " ").split()[0])
-            os.kill(pid, signal.SIGINT)
-        except (OSError, ValueError, IndexError) as exc:
-            log.error("restart policy: cannot signal pgpool via %s: %s", path, exc)
-            return RestartOutcome(error=f"cannot signal pgpool via {path}: {exc}")
-        restarted_for[:] = [target]
-        return RestartOutcome(restarted=True)
-
-    return restart

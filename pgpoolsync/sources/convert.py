@@ -2,7 +2,8 @@
 
 Secret data (bytes by key) → a credential or a problem, by the key names a preset gives;
 the Kubernetes caches (lists of plain API dicts: Secrets, Services, EndpointSlices) → a
-``Snapshot``; TLS material from a Secret's or directory's data.
+``Snapshot``; TLS material from a Secret's or directory's data. The only reader of raw
+Kubernetes objects: the core sees model values.
 """
 
 from __future__ import annotations
@@ -15,23 +16,69 @@ from pgpoolsync.core import model, tls, topology
 from pgpoolsync.core.model import Snapshot
 from pgpoolsync.core.presets import Preset
 
+USER_KEYS = ("username", "user")
+PASSWORD_KEYS = ("password",)
+
 
 @dataclass(frozen=True)
 class KeyConfig:
-    user_keys: tuple[str, ...] = model.USER_KEYS
-    password_keys: tuple[str, ...] = model.PASSWORD_KEYS
+    user_keys: tuple[str, ...] = USER_KEYS
+    password_keys: tuple[str, ...] = PASSWORD_KEYS
     fixed_users: tuple[tuple[str, str], ...] = ()
 
     def credential(
         self, source: model.Origin, data: Mapping[str, bytes | str]
     ) -> model.Credential | model.Problem:
-        return model.credential_from_data(
+        return credential_from_data(
             source,
             data,
             user_keys=self.user_keys,
             password_keys=self.password_keys,
             fixed_users=dict(self.fixed_users),
         )
+
+
+def _decode(source: model.Origin, key: str, raw: bytes | str) -> str | model.Problem:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return model.Problem(source, f"key {key!r} is not valid UTF-8")
+
+
+def credential_from_data(
+    source: model.Origin,
+    data: Mapping[str, bytes | str],
+    *,
+    user_keys: Sequence[str] = USER_KEYS,
+    password_keys: Sequence[str] = PASSWORD_KEYS,
+    fixed_users: Mapping[str, str] | None = None,
+) -> model.Credential | model.Problem:
+    """A credential from a Secret's data; the role name comes from the data, not the name.
+
+    ``fixed_users`` maps a password key to a role name for Secrets that hold no user name.
+    """
+    password_key = next((k for k in password_keys if k in data), None)
+    if password_key is None:
+        return model.Problem(
+            source, f"no password key (expected one of {', '.join(password_keys)})"
+        )
+    if fixed_users and password_key in fixed_users:
+        user: str | model.Problem = fixed_users[password_key]
+    else:
+        user_key = next((k for k in user_keys if k in data), None)
+        if user_key is None:
+            return model.Problem(
+                source, f"no user name key (expected one of {', '.join(user_keys)})"
+            )
+        user = _decode(source, user_key, data[user_key])
+    if isinstance(user, model.Problem):
+        return user
+    password = _decode(source, password_key, data[password_key])
+    if isinstance(password, model.Problem):
+        return password
+    return model.Credential(user=user, password=password, source=source)
 
 
 def keys_for(preset: Preset | None) -> KeyConfig:
@@ -103,7 +150,7 @@ def kube_snapshot(
                 )
             )
         else:
-            host = model.service_host(primary, address=names.service_address)
+            host = service_host(primary, address=names.service_address)
             if host is None:
                 problems.append(
                     model.Problem(
@@ -115,7 +162,7 @@ def kube_snapshot(
                 backends = [
                     model.Backend(
                         host,
-                        model.service_port(primary),
+                        service_port(primary),
                         model.PRIMARY_FLAG,
                         ready=ready_endpoints(primary_slices(), primary)
                         if names.topology
@@ -124,15 +171,13 @@ def kube_snapshot(
                     )
                 ]
                 replica = by_name.get(names.replica_service) if names.replica_service else None
-                rhost = (
-                    model.service_host(replica, address=names.service_address) if replica else None
-                )
+                rhost = service_host(replica, address=names.service_address) if replica else None
                 if replica is not None and rhost is not None:
                     ready = ready_endpoints(slices(), replica)
                     backends.append(
                         model.Backend(
                             rhost,
-                            model.service_port(replica),
+                            service_port(replica),
                             model.REPLICA_FLAG,
                             weight=len(ready),
                             ready=ready if names.topology else None,
@@ -156,7 +201,7 @@ def ready_endpoints(
     name, as the API does) and the pod (``targetRef``). A pod recreated on the same address, or
     two pods sharing one, are different endpoints. An endpoint without a ``ready`` condition
     counts as ready (the API's documented default)."""
-    entry = model.service_port_entry(service) if service is not None else None
+    entry = service_port_entry(service) if service is not None else None
     port_name = str(entry.get("name") or "") if entry is not None else None
     seen: set[str] = set()
     for s in slices:
@@ -187,3 +232,32 @@ def tls_from_data(source: model.Origin, data: Mapping[str, bytes]) -> TlsResult:
         return tls.validate(data[tls.CERT_FILE], data[tls.KEY_FILE], data.get(tls.CA_FILE)), None
     except tls.TlsError as exc:
         return None, model.Problem(source, str(exc))
+
+
+SERVICE_PORT_NAMES = ("postgres", "postgresql", "pgport")
+
+
+def service_port_entry(service: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Service port pgpool uses: the one named postgres/postgresql/pgport, else the only one."""
+    ports = (service.get("spec") or {}).get("ports") or []
+    for port in ports:
+        if port.get("name") in SERVICE_PORT_NAMES:
+            return dict(port)
+    if len(ports) == 1:
+        return dict(ports[0])
+    return None
+
+
+def service_port(service: Mapping[str, Any]) -> int:
+    """The port of ``service_port_entry``, else 5432."""
+    entry = service_port_entry(service)
+    return int(entry["port"]) if entry is not None else 5432
+
+
+def service_host(service: Mapping[str, Any], *, address: str) -> str | None:
+    """``{svc}.{ns}.svc`` (survives failover and Pod restarts), or ``spec.clusterIP``."""
+    meta = service.get("metadata") or {}
+    if address == "cluster-ip":
+        ip = (service.get("spec") or {}).get("clusterIP")
+        return ip if ip and ip != "None" else None
+    return f"{meta.get('name')}.{meta.get('namespace')}.svc"

@@ -1,8 +1,9 @@
 """``--restart-policy rollout``: a restart pgpool needs becomes a rolling restart of the Deployment.
 
 Owns finding the Deployment (this pod → its ReplicaSet → the Deployment, or ``--deployment``),
-reading the hash it carries and the one this pod was made with, and the merge patch that starts
-the rollout (core/rollout.py decides; sources/kube.py ``Deployments`` makes the calls). Kubernetes
+reading the hash it carries and the one this pod was made with (the readers of those objects are
+here, below), and the merge patch that starts the rollout (core/rollout.py decides;
+sources/kube.py ``Deployments`` makes the calls). Kubernetes
 then replaces the pods one at a time behind the Service, within the PodDisruptionBudget; each
 new pod's pgpool starts on the files its sidecar renders. Knows no ``kubernetes`` types.
 """
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from pgpoolsync.core import rollout
 from pgpoolsync.core.model import DesiredState
 from pgpoolsync.core.outcomes import RestartOutcome
+from pgpoolsync.core.rollout import HASH_ANNOTATION, REQUESTED_AT_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +80,12 @@ class Rollout:
             return self._deployment
         if self._pod_name:
             pod = self._api.get("pods", self._pod_name)
-            self._pod_hash = rollout.annotation(pod, key=rollout.HASH_ANNOTATION)
+            self._pod_hash = annotation(pod, key=HASH_ANNOTATION)
             if not self._deployment:
-                rs_name = rollout.owner(pod, "ReplicaSet")
+                rs_name = owner(pod, "ReplicaSet")
                 if rs_name is None:
                     raise rollout.ApiError(0, f"pod {self._pod_name} is not owned by a ReplicaSet")
-                name = rollout.owner(self._api.get("replicasets", rs_name), "Deployment")
+                name = owner(self._api.get("replicasets", rs_name), "Deployment")
                 if name is None:
                     raise rollout.ApiError(0, f"replicaset {rs_name} is not owned by a Deployment")
                 self._deployment = name
@@ -118,11 +120,11 @@ class Rollout:
         name = self._resolve()
         for attempt in (1, 2):
             dep = self._api.get("deployments", name)
-            requested_at = _parse_time(rollout.annotation(dep, key=rollout.REQUESTED_AT_ANNOTATION))
+            requested_at = _parse_time(annotation(dep, key=REQUESTED_AT_ANNOTATION))
             now = self._wall()
             decision = rollout.decide(
                 desired=desired,
-                template=rollout.annotation(dep, "spec", "template", key=rollout.HASH_ANNOTATION),
+                template=annotation(dep, "spec", "template", key=HASH_ANNOTATION),
                 pod=self._pod_hash,
                 requested_at=requested_at,
                 now=now,
@@ -140,7 +142,7 @@ class Rollout:
             if decision.action != rollout.PATCH:
                 return out
             meta = dep.get("metadata") or {}
-            body = rollout.patch_body(
+            body = patch_body(
                 desired=desired,
                 now_text=_time_text(now),
                 resource_version=meta.get("resourceVersion"),
@@ -161,3 +163,36 @@ class Rollout:
             self._seen = _Seen(desired, later, self._clock())
             return done
         raise rollout.ApiError(409, f"deployments/{name} kept changing under the patch")
+
+
+def patch_body(*, desired: str, now_text: str, resource_version: str | None) -> dict[str, object]:
+    """The merge patch: the hash on the pod template (rolls the pods), the request time on the
+    Deployment; with the resourceVersion read, so that of two sidecars racing one wins and the
+    other (409 Conflict) reads again and finds the rollout under way."""
+    meta: dict[str, object] = {"annotations": {REQUESTED_AT_ANNOTATION: now_text}}
+    if resource_version is not None:
+        meta["resourceVersion"] = resource_version
+    return {
+        "metadata": meta,
+        "spec": {"template": {"metadata": {"annotations": {HASH_ANNOTATION: desired}}}},
+    }
+
+
+def owner(obj: dict[str, object], kind: str) -> str | None:
+    """The name of the controlling owner of ``kind`` in an object's ownerReferences."""
+    meta = obj.get("metadata")
+    refs = meta.get("ownerReferences") if isinstance(meta, dict) else None
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("kind") == kind and ref.get("controller", True):
+            name = ref.get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def annotation(obj: dict[str, object], *path: str, key: str) -> str | None:
+    """``metadata.annotations[key]`` of ``obj`` (or of the object at ``path`` inside it)."""
+    node: object = obj
+    for step in (*path, "metadata", "annotations"):
+        node = node.get(step) if isinstance(node, dict) else None
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, str) else None

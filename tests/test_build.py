@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgpoolsync.core import model
-from pgpoolsync.core.model import Backend, Credential, Inputs, Param, Problem
+from pgpoolsync.core import build, model
+from pgpoolsync.core.model import Backend, Credential, Inputs, Param
 from tests.origins import src
 
 PRIMARY = Backend("db-primary.ns.svc", 5432, model.PRIMARY_FLAG)
@@ -15,7 +15,7 @@ REPLICA = Backend("db-replicas.ns.svc", 5432, model.REPLICA_FLAG, weight=3)
 def _build(**kw: object) -> model.Outcome:
     base: dict[str, object] = {"backends": (PRIMARY, REPLICA)}
     base.update(kw)
-    return model.build(Inputs(**base))  # type: ignore[arg-type]
+    return build.build(Inputs(**base))  # type: ignore[arg-type]
 
 
 def test_defaults_fit_an_operator_that_owns_failover() -> None:
@@ -155,28 +155,6 @@ def test_credentials_are_sorted_by_user() -> None:
     outcome = _build(credentials=(_cred("zed", "1", "s1"), _cred("amy", "2", "s2")))
     assert outcome.state is not None
     assert [c.user for c in outcome.state.credentials] == ["amy", "zed"]
-
-
-def test_credential_from_data_takes_the_role_from_the_data() -> None:
-    cred = model.credential_from_data(src("secret ns/x"), {"user": b"app", "password": b"pw"})
-    assert cred == Credential("app", "pw", src("secret ns/x"))
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({"password": b"pw"}, "no user name key"),
-        ({"username": b"u"}, "no password key"),
-        ({"username": b"u", "password": b"\xff\xfe"}, "not valid UTF-8"),
-    ],
-)
-def test_credential_from_data_reports_missing_or_undecodable_keys(
-    data: dict[str, bytes], message: str
-) -> None:
-    result = model.credential_from_data(src("secret ns/x"), data)
-    assert isinstance(result, Problem)
-    assert str(result.source) == "secret ns/x"
-    assert message in result.message
 
 
 def test_an_invalid_pool_hba_prevents_the_state() -> None:
