@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pgpoolsync import logsetup, reconcile
-from pgpoolsync.core import tls
+from pgpoolsync.core import model, tls
 from pgpoolsync.core.presets import PRESETS, Preset
 from pgpoolsync.pgpool.actuator import (
     Actuator,
@@ -33,7 +33,7 @@ from pgpoolsync.settings import (
     parse,
     scrubbed_env,
 )
-from pgpoolsync.sources import ChangeSignal, Source
+from pgpoolsync.sources import ChangeSignal, Source, SourceUnavailable
 from pgpoolsync.sources.convert import TlsResult, keys_for
 from pgpoolsync.sources.dirsource import DirSource, SecretsDirError
 from pgpoolsync.sources.tlssource import tls_source
@@ -178,12 +178,14 @@ def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Met
 
 
 def cmd_run(common: Common, run: RunSettings) -> int:
-    if not common.pcp_users:
+    if not common.pcp_users and not run.once:
         raise UsageError(
             "run reloads pgpool over PCP and needs a PCP user: --pcp-user with "
             "--pcp-password-file, or PGPOOL_PCP_USER/PGPOOL_PCP_PASSWORD"
         )
-    pcp_user = common.pcp_users[0]
+    if not common.pcp_users:  # --once: like an unreachable PCP, only a warning
+        log.warning("run --once without a PCP user: no reload; pgpool reads the files at start")
+    pcp_user = common.pcp_users[0] if common.pcp_users else model.Credential("", "")
     for warning in common.env_warnings:
         log.warning("%s", warning)
     preset = _preset(run)
@@ -238,7 +240,11 @@ def cmd_run(common: Common, run: RunSettings) -> int:
         where=str(common.config_dir),
         resync_seconds=run.resync_seconds or 300,
     )
-    source.start(change.notify)
+    try:
+        source.start(change.notify)
+    except SourceUnavailable as exc:
+        source.stop()
+        raise UsageError(str(exc)) from None
     try:
         if run.once:
             loop.step()
