@@ -109,6 +109,26 @@ class KubeCluster:
     def metrics(self) -> str:
         return self.kubectl("get", "--raw", "/metrics").stdout
 
+    def restart(self, name: str, *, signal: str = "TERM") -> None:
+        """Stop one of the cluster's processes and start it again (`.ci/kube restart`)."""
+        kube = str(ROOT / ".ci" / "kube")
+        subprocess.run(["bash", kube, "restart", str(self.dir), name, signal], check=True)
+
+    def _etcd(self, path: str, body: dict[str, Any]) -> Any:
+        import urllib.request
+
+        req = urllib.request.Request(
+            self.etcd_url + path, data=json.dumps(body).encode(), method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to now: watches from an older resourceVersion get 410."""
+        rev = int(self._etcd("/v3/kv/range", {"key": "Lw==", "limit": 1})["header"]["revision"])
+        self._etcd("/v3/kv/compaction", {"revision": str(rev), "physical": True})
+        return rev
+
 
 def _read_env(directory: Path) -> KubeCluster:
     env = dict(
