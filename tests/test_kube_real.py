@@ -356,3 +356,68 @@ def test_a_verb_outside_the_role_is_a_real_403_named_in_one_line_and_the_files_s
         assert after == before
     finally:
         run.stop()
+
+
+def _ready_pods(kube: KubeCluster, ns: str) -> list[tuple[str, str]]:
+    """(ReplicaSet, pod) of every pod Ready and not terminating."""
+    out = []
+    for p in kube.get("pods", "-n", ns, "-l", "app.kubernetes.io/name=pgpool")["items"]:
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+        if ready and not p["metadata"].get("deletionTimestamp"):
+            out.append((p["metadata"]["ownerReferences"][0]["name"], p["metadata"]["name"]))
+    return out
+
+
+def test_a_restart_requiring_change_rolls_the_deployment_once_pod_by_pod(
+    live: Live, pg_base: Path
+) -> None:
+    """The real Deployment controller (pods Ready by kwok): one patch, one new ReplicaSet, never
+    fewer Ready pods than replicas (maxUnavailable 0). Last: it moves the primary's port."""
+    kube, ns = live.kube, live.ns
+    deploy = kube.get("deployment", "-n", ns, "pgpool")
+    generation = deploy["metadata"]["generation"]
+    rs_before = {r["metadata"]["name"] for r in kube.get("rs", "-n", ns)["items"]}
+    pod = _ready_pods(kube, ns)[0][1]
+    base = pg_base / "kube-real-rollout"
+    base.mkdir()
+    kc = kube.token_kubeconfig(base / "kubeconfig", namespace=ns, service_account="pgpool")
+    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+    run = RunProcess(
+        pool,
+        None,
+        log=base / "run.log",
+        env={"POD_NAME": pod},
+        args=["--kubeconfig", str(kc), "--namespace", ns, "--preset", "pgo", "--cluster", "hippo",
+              "--service-address", "cluster-ip", "--restart-policy", "rollout"],
+    )  # fmt: skip
+    run.start()
+    pool.start()
+    seen: list[list[tuple[str, str]]] = []
+    try:
+        run.wait_first_reload()
+        # backend_port0 of a running pgpool changes only by a restart.
+        kube.kubectl(
+            "patch", "service", "-n", ns, "hippo-primary", "--type", "json", "-p",
+            '[{"op": "replace", "path": "/spec/ports/0/port", "value": 5433}]',
+        )  # fmt: skip
+
+        def rolled() -> bool:
+            seen.append(_ready_pods(kube, ns))
+            new = {rs for rs, _ in seen[-1]} - rs_before
+            return len(seen[-1]) == 2 and len(new) == 1 and {rs for rs, _ in seen[-1]} == new
+
+        wait_until(rolled, what="the Deployment rolled", timeout=90)
+        for _ in range(20):  # and nothing more happens
+            seen.append(_ready_pods(kube, ns))
+        after = kube.get("deployment", "-n", ns, "pgpool")
+        assert after["metadata"]["generation"] == generation + 1
+        rs_after = {r["metadata"]["name"] for r in kube.get("rs", "-n", ns)["items"]}
+        assert len(rs_after - rs_before) == 1
+        assert min(len(s) for s in seen) >= 2, seen  # maxUnavailable 0
+        assert "rollout" in run.log_text().lower()
+    finally:
+        run.stop()
+        pool.stop()
