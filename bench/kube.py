@@ -18,6 +18,7 @@ import argparse
 import base64
 import json
 import re
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -227,6 +228,7 @@ def main() -> None:
             kube_version = kube.version
     finally:
         cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
     print(write("kube", {"kubernetes": kube_version, "scenarios": results}))
 
 
