@@ -247,15 +247,18 @@ class Watcher:
         rv = step.resource_version or ""
         self.resource_version = rv
         self._progress()
-        allowed_again = self.denied is not None
-        if allowed_again:
-            log.info("%s: allowed again", self.collection.describe())
-            self.denied = None
         self.synced.set()
         self.settled.set()
-        if step.changed or allowed_again:
+        if step.changed:
             self._notify()
+        self._allowed()
         return rv
+
+    def _allowed(self) -> None:
+        if self.denied is not None:
+            log.info("%s: allowed again", self.collection.describe())
+            self.denied = None
+            self._notify()
 
     def _events(self, rv: str) -> Iterator[Obj]:
         self._verb = "watch"
@@ -265,6 +268,7 @@ class Watcher:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(self.timeout_seconds)),
         )
+        self._allowed()
         try:
             buf = b""
             for chunk in resp.stream(65536, decode_content=False):
@@ -319,8 +323,8 @@ class Watcher:
                     self._fail()
                     return
                 if exc.status in (401, 403):
+                    # Resumed from rv once allowed: a 410 then relists if history moved on.
                     self._deny(int(exc.status))
-                    rv = None  # allowed again: relist, the cache may have missed changes
                     reason, wait = f"http_{exc.status}", None
                 else:
                     reason, wait = self._api_error(exc)
