@@ -20,7 +20,7 @@ from pgpoolsync.report.metrics import Metrics
 from pgpoolsync.report.reporter import AsyncEvents, Reporter
 from pgpoolsync.restart.rollout import DeploymentApi
 from pgpoolsync.settings import Common, RunSettings, UsageError, parse
-from pgpoolsync.sources import ChangeSignal, Source
+from pgpoolsync.sources import ChangeSignal, Source, SourceUnavailable
 from pgpoolsync.sources.convert import keys_for
 from pgpoolsync.sources.dirsource import SecretsDirError
 from pgpoolsync.sources.env import scrubbed_env
@@ -125,11 +125,13 @@ def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Met
 
 
 def cmd_run(common: Common, run: RunSettings) -> int:
-    if not common.pcp_users:
+    if not common.pcp_users and not run.once:
         raise UsageError(
             "run reloads pgpool over PCP and needs a PCP user: --pcp-user with "
             "--pcp-password-file, or PGPOOL_PCP_USER/PGPOOL_PCP_PASSWORD"
         )
+    if not common.pcp_users:  # --once: like an unreachable PCP, only a warning
+        log.warning("run --once without a PCP user: no reload; pgpool reads the files at start")
     for warning in common.env_warnings:
         log.warning("%s", warning)
     preset = wiring.preset(run)
@@ -162,7 +164,11 @@ def cmd_run(common: Common, run: RunSettings) -> int:
         where=str(common.config_dir),
         resync_seconds=run.resync_seconds,
     )
-    source.start(change.notify)
+    try:
+        source.start(change.notify)
+    except SourceUnavailable as exc:
+        source.stop()
+        raise UsageError(str(exc)) from None
     try:
         if run.once:
             loop.step()

@@ -27,7 +27,7 @@ class Loop:
     def __init__(
         self,
         *,
-        snapshot: Callable[[], model.Snapshot],
+        snapshot: Callable[[], model.Snapshot | None],
         build: Callable[[model.Snapshot], model.Outcome],
         actuator: Actuator,
         reporter: Reporter,
@@ -71,7 +71,11 @@ class Loop:
         seen = self.signal.take()
         if seen is not None and self._seen_at is None:
             self._seen_at = seen
-        outcome = self._build(self._snapshot())
+        snap = self._snapshot()
+        if snap is None:  # the source cannot see everything (it said why): keep the files
+            self.ready.clear()
+            return self._recheck
+        outcome = self._build(snap)
         self.reporter.problems(outcome.problems)
         state = outcome.state
         if state is None:

@@ -143,7 +143,8 @@ def restart_policy(run: RunSettings, *, rollout_api: DeploymentApi | None) -> Re
 def actuator(common: Common, run: RunSettings, *, rollout_api: DeploymentApi | None) -> Actuator:
     """The actuator for ``run``: pgpool over PCP as the first PCP user, the restart policy, the
     node settle time and the replica-lag gate."""
-    pcp_user = common.pcp_users[0]
+    # run --once without a PCP user: no user, and PcpPgpool acts as if PCP were unreachable
+    pcp_user = common.pcp_users[0] if common.pcp_users else model.Credential("", "")
     return Actuator(
         config_dir=common.config_dir,
         pool_key_file=common.pool_key_file,

@@ -81,6 +81,8 @@ class PcpPgpool:
         self.timeout = timeout
 
     def _client(self, params: Mapping[str, str]) -> pcp.PcpClient:
+        if not self._user:  # run --once without a PCP user: as if PCP were unreachable
+            raise pcp.PcpError("no PCP user")
         port = self._pcp_port or int(params.get("pcp_port", "9898"))
         client = pcp.PcpClient(self.host, port, timeout=self.timeout)
         client.login(self._user, self._password)

@@ -16,13 +16,19 @@ from typing import Any, Protocol
 from pgpoolsync.core.model import Problem, Snapshot
 
 
+class SourceUnavailable(Exception):
+    """The source cannot start (its API is not served, or never answered): one line for the
+    user, exit 2."""
+
+
 class Source(Protocol):
     def start(self, notify: Callable[[], None]) -> None:
         """Begin watching; call ``notify`` on every change (from any thread). Returns once the
         first snapshot can be taken."""
 
-    def snapshot(self) -> Snapshot:
-        """Everything the source holds now, as model values."""
+    def snapshot(self) -> Snapshot | None:
+        """Everything the source holds now, as model values; None when the source cannot see
+        all of it (a refused watch): the last good files stay."""
 
     def healthy(self) -> tuple[bool, str]:
         """False (and why) when the source can no longer see changes."""

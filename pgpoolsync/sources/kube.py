@@ -8,6 +8,11 @@ its cache, so deletions missed while disconnected are seen; the official client'
 off whenever ``timeout_seconds`` is passed, so it is handled here. Other errors back off (with
 Retry-After for 429) and resume from the last resourceVersion. Every change calls ``notify``.
 What an event does to the cache is the pure step in sources/cache.py.
+
+Refusals are named, once: 401/403 (credentials, RBAC) marks the watcher ``denied`` with the verb
+and resource in one log line, and it keeps retrying with backoff until the server allows it again;
+a 404 on a list means the server does not serve that API (EndpointSlices need Kubernetes
+``MIN_KUBERNETES``): the watcher ``failed`` and stops.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from pgpoolsync.core import rollout
+from pgpoolsync.sources import SourceUnavailable
 from pgpoolsync.sources import cache as watchcache
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,14 @@ class Gone(Exception):
 
 class KubeConfigError(Exception):
     """Neither an in-cluster service account nor a usable kubeconfig."""
+
+
+class ApiUnavailable(SourceUnavailable):
+    """The API server does not serve what is watched, or never answered the first list."""
+
+
+# discovery.k8s.io/v1 EndpointSlices are served from Kubernetes 1.21 on.
+MIN_KUBERNETES = "1.21"
 
 
 def load_api_client(*, kubeconfig: str | None) -> kubernetes.client.ApiClient:
@@ -68,6 +82,12 @@ def load_api_client(*, kubeconfig: str | None) -> kubernetes.client.ApiClient:
         ) from None
     return kubernetes.client.ApiClient(cfg)
 
+
+GROUPS = {
+    "endpointslices": "discovery.k8s.io/v1",
+    "replicasets": "apps/v1",
+    "deployments": "apps/v1",
+}
 
 PATHS = {
     "secrets": "/api/v1/namespaces/{namespace}/secrets",
@@ -174,6 +194,10 @@ class Watcher:
             target=self._run, name=f"watch-{collection.kind}", daemon=True
         )
         self.synced = threading.Event()
+        self.settled = threading.Event()  # synced, denied or failed: start() can go on
+        self.denied: str | None = None  # the refused call, while the server refuses it
+        self.failed: str | None = None  # the server does not serve this API: stopped
+        self._verb = "list"
         self.last_progress = clock()
         self.resource_version: str | None = None
 
@@ -211,6 +235,7 @@ class Watcher:
         self.last_progress = self._clock()
 
     def _relist(self) -> str:
+        self._verb = "list"
         resp = self._call()
         try:
             body = json.loads(resp.data)
@@ -223,17 +248,27 @@ class Watcher:
         self.resource_version = rv
         self._progress()
         self.synced.set()
+        self.settled.set()
         if step.changed:
             self._notify()
+        self._allowed()
         return rv
 
+    def _allowed(self) -> None:
+        if self.denied is not None:
+            log.info("%s: allowed again", self.collection.describe())
+            self.denied = None
+            self._notify()
+
     def _events(self, rv: str) -> Iterator[Obj]:
+        self._verb = "watch"
         resp = self._call(
             ("watch", "true"),
             ("resourceVersion", rv),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(self.timeout_seconds)),
         )
+        self._allowed()
         try:
             buf = b""
             for chunk in resp.stream(65536, decode_content=False):
@@ -284,7 +319,15 @@ class Watcher:
                 rv = None
                 continue
             except ApiException as exc:
-                reason, wait = self._api_error(exc)
+                if exc.status == 404 and self._verb == "list":
+                    self._fail()
+                    return
+                if exc.status in (401, 403):
+                    # Resumed from rv once allowed: a 410 then relists if history moved on.
+                    self._deny(int(exc.status))
+                    reason, wait = f"http_{exc.status}", None
+                else:
+                    reason, wait = self._api_error(exc)
                 if exc.status == 410:
                     rv = None
             except (urllib3.exceptions.HTTPError, OSError, json.JSONDecodeError) as exc:
@@ -294,6 +337,40 @@ class Watcher:
             delay = min(self._backoff_max, max(0.2, delay * 2))
             pause = wait if wait is not None else delay * (0.5 + random.random() / 2)  # noqa: S311
             self._stop.wait(pause)
+
+    def _resource(self) -> str:
+        """As RBAC names it: ``secrets``, ``endpointslices.discovery.k8s.io``."""
+        api = GROUPS.get(self.collection.kind)
+        return (
+            self.collection.kind if api is None else f"{self.collection.kind}.{api.split('/')[0]}"
+        )
+
+    def _deny(self, status: int) -> None:
+        if self.denied is not None:  # said once, until allowed again
+            return
+        what = f"{self._verb} {self._resource()} in namespace {self.collection.namespace}"
+        self.denied = what
+        why = (
+            "401 Unauthorized: the credentials were refused"
+            if status == 401
+            else "403 Forbidden: the service account's Role does not allow it"
+        )
+        log.error(
+            "the API server refused to %s (%s); not ready, the last good files stay; retrying",
+            what,
+            why,
+        )
+        self.settled.set()
+        self._notify()
+
+    def _fail(self) -> None:
+        c = self.collection
+        api = GROUPS.get(c.kind, "v1")
+        self.failed = (
+            f"--kube: the API server does not serve {api} {c.kind} (404 on list in namespace "
+            f"{c.namespace}): pgpoolsync needs Kubernetes {MIN_KUBERNETES} or newer"
+        )
+        self.settled.set()  # start() raises it: the one line the user sees
 
     def _api_error(self, exc: ApiException) -> tuple[str, float | None]:
         status = int(exc.status or 0)

@@ -177,18 +177,28 @@ class KubeSource:
 
     # -- Source -------------------------------------------------------------------------
     def start(self, notify: Callable[[], None]) -> None:
-        """Start every watch and wait until each has listed once."""
+        """Start every watch and wait until each has listed once or been refused (then the
+        snapshot is None until it is allowed). Raises kube.ApiUnavailable when the server does
+        not serve a watched API, or never answers."""
         self._notify = notify
         sync_timeout = max(30.0, self.config.watch_timeout_seconds * 1.1 + 5)
         for w in self.watchers:
             w.start()
         for w in self.watchers:
-            if not w.synced.wait(sync_timeout):
-                raise RuntimeError(
-                    f"could not list {w.collection.describe()} within {sync_timeout:.0f}s"
+            settled = w.settled.wait(sync_timeout)
+            if w.failed:
+                raise kube.ApiUnavailable(w.failed)
+            if not settled:
+                raise kube.ApiUnavailable(
+                    f"--kube: could not list {w.collection.describe()} within "
+                    f"{sync_timeout:.0f}s: is the API server reachable?"
                 )
 
-    def snapshot(self) -> model.Snapshot:
+    def snapshot(self) -> model.Snapshot | None:
+        """None while a watch is refused or has not listed yet: its cache is not the truth,
+        so the loop keeps the last good files and is not ready."""
+        if any(w.denied or not w.synced.is_set() for w in self.watchers):
+            return None
         base = self._credentials()
         material, problem = self._tls()
         return model.Snapshot(
@@ -200,6 +210,9 @@ class KubeSource:
 
     def healthy(self) -> tuple[bool, str]:
         limit = self.config.watch_timeout_seconds * 2 + 30
+        for w in self.watchers:
+            if w.failed:
+                return False, w.failed
         for w in self.watchers:
             if w.stale_for() > limit:
                 return False, f"watch {w.collection.describe()} stale for {w.stale_for():.0f}s"
