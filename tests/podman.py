@@ -113,6 +113,14 @@ class Playable:
     configmap: dict[str, Any]
 
 
+# The replica-lag gate's settings and the monitoring login's Secret volume: left out of the pod
+# (the gate needs the API's EndpointSlices, which the podman pod has not).
+LAG_GATE_ENV = frozenset(
+    {"PGPOOLSYNC_MAX_REPLICA_LAG", "PGPOOLSYNC_MONITOR_USER", "PGPOOLSYNC_MONITOR_PASSWORD_FILE"}
+)
+LAG_GATE_VOLUME = "monitor-password"
+
+
 def playable_pod(
     dep: Mapping[str, Any],
     *,
@@ -130,16 +138,9 @@ def playable_pod(
     del sidecar["restartPolicy"]
     assert sidecar["args"] == ["run", "--kube"], sidecar["args"]
     _env_set(sidecar, "PGPOOLSYNC_RESTART_POLICY", "never")
-    lag_gate = {
-        "PGPOOLSYNC_MAX_REPLICA_LAG",
-        "PGPOOLSYNC_MONITOR_USER",
-        "PGPOOLSYNC_MONITOR_PASSWORD_FILE",
-    }
-    sidecar["env"] = [e for e in sidecar["env"] if e["name"] not in lag_gate]
-    sidecar["volumeMounts"] = [
-        m for m in sidecar["volumeMounts"] if m["name"] != "monitor-password"
-    ]
-    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "monitor-password"]
+    sidecar["env"] = [e for e in sidecar["env"] if e["name"] not in LAG_GATE_ENV]
+    sidecar["volumeMounts"] = [m for m in sidecar["volumeMounts"] if m["name"] != LAG_GATE_VOLUME]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != LAG_GATE_VOLUME]
     if credentials is not None:
         sidecar["volumeMounts"].append(
             {"name": "credentials", "mountPath": CREDENTIALS_MOUNT, "readOnly": True}

@@ -27,6 +27,8 @@ from tests.podman import (
     CREDENTIALS_MOUNT,
     GATEWAY,
     IMAGES,
+    LAG_GATE_ENV,
+    LAG_GATE_VOLUME,
     NETWORK,
     PlayedPod,
     create_secrets,
@@ -200,21 +202,23 @@ def test_the_pod_swaps_only_what_podman_4_3_lacks() -> None:
         assert c["image"] == sidecar["image"] and c["securityContext"] == sidecar["securityContext"]
         assert c["envFrom"] == sidecar["envFrom"]
         changed = {e["name"] for e in c["env"]} ^ {e["name"] for e in sidecar["env"]}
-        assert not changed  # the same variables; only two values differ
+        assert changed == LAG_GATE_ENV  # the same variables but the gate's; two differ
         differ = [e["name"] for e in c["env"] if e not in sidecar["env"]]
         assert differ == ["PGPOOLSYNC_NAMESPACE", "PGPOOLSYNC_RESTART_POLICY"]
         mounts = [m["mountPath"] for m in c["volumeMounts"]]
-        assert mounts == [*(m["mountPath"] for m in sidecar["volumeMounts"]), CREDENTIALS_MOUNT]
+        kept = [m for m in sidecar["volumeMounts"] if m["name"] != LAG_GATE_VOLUME]
+        assert mounts == [*(m["mountPath"] for m in kept), CREDENTIALS_MOUNT]
     for ours, theirs in zip((pgpool, exporter), template["containers"], strict=True):
         assert {k: v for k, v in ours.items() if k not in ("imagePullPolicy", "volumeMounts")} == {
             k: v for k, v in theirs.items() if k != "volumeMounts"
         }
     assert spec["securityContext"] == template["securityContext"]
+    volumes = [v for v in template["volumes"] if v["name"] != LAG_GATE_VOLUME]
     assert [v["name"] for v in spec["volumes"]] == [
-        *(f"p-{v['name']}" for v in template["volumes"]),
+        *(f"p-{v['name']}" for v in volumes),
         "p-credentials",
     ]
-    assert [{**v, "name": v["name"][2:]} for v in spec["volumes"][:-1]] == template["volumes"]
+    assert [{**v, "name": v["name"][2:]} for v in spec["volumes"][:-1]] == volumes
     assert {k for k in spec if spec[k] != template.get(k)} == {
         "initContainers",
         "containers",
