@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pgpoolsync.core import model, render
+from pgpoolsync.core.build import build
 from pgpoolsync.kube.api import load_api_client, secret_data
 from pgpoolsync.kube.watch import Collection, Watcher
 from pgpoolsync.settings import parse
@@ -252,7 +253,7 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
 
     creds = [model.Credential(n, p, src(n)) for n, p in sorted(_expected(api).items())]
     slices = list(api.store.objects.get(("endpointslices", "default"), {}).values())
-    expected_state = model.build(
+    expected_state = build(
         model.Inputs(
             backends=(
                 model.Backend("db-primary.default.svc", 5432, model.PRIMARY_FLAG),
