@@ -390,37 +390,56 @@ def test_building_the_parser_reads_no_file() -> None:
     assert not calls & {"is_file", "exists", "read_text", "read_bytes", "open", "stat"}, calls
 
 
-# What bench/ still takes from tests/: the Kubernetes API double, the drills built on it, and the
-# real cluster's harness (bench/kube). They move to devcluster/ next (issue 23); nothing else of
-# tests/ may be imported by bench/.
-BENCH_FROM_TESTS = {
-    "tests.kubeapi",
-    "tests.drills",
-    "tests.lagdrill",
-    "tests.kubereal",
-    "tests.pgpool_helpers",
-}
-
-
-def test_bench_imports_nothing_from_tests_but_the_harness_it_still_shares() -> None:
+def test_bench_imports_nothing_from_tests() -> None:
+    """The harness bench/ shares with the tests (the API double, the drills, the real cluster's
+    harness, ``pgpoolsync run`` as a subprocess) lives in devcluster/."""
     used: set[str] = set()
     for path in sorted((PACKAGE.parent / "bench").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                names = [node.module]
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             else:
                 continue
-            used |= {n for n in names if n.split(".")[0] == "tests" and n.count(".") == 1}
-    assert "tests.kubeapi" in used  # the walk sees bench's imports
-    assert used <= BENCH_FROM_TESTS, used - BENCH_FROM_TESTS
+            used |= {n for n in names if n.split(".")[0] in {"tests", "devcluster"}}
+    assert "devcluster.kubeapi" in used  # the walk sees bench's imports
+    assert not {n for n in used if n.split(".")[0] == "tests"}, used
 
 
 def test_devcluster_is_split_by_job_and_imports_nothing_from_tests() -> None:
     root = PACKAGE.parent / "devcluster"
     jobs = sorted(p.stem for p in root.glob("*.py") if not p.stem.startswith("__"))
-    assert jobs == ["binaries", "demo", "pgpool", "ports", "postgres"]
+    assert jobs == [
+        "binaries",
+        "demo",
+        "drills",
+        "forwarder",
+        "kubeapi",
+        "kubehttp",
+        "kubeobjects",
+        "kubereal",
+        "lagdrill",
+        "netfault",
+        "pgpool",
+        "ports",
+        "postgres",
+        "runprocess",
+    ]
     for path in root.glob("*.py"):
         text = ast.unparse(ast.parse(path.read_text()))
         assert "import tests" not in text and "from tests" not in text, path.name
+        # The harness drives the console script and the API over HTTP, never the package.
+        imported = {
+            name.split(".")[0]
+            for node in ast.walk(ast.parse(path.read_text()))
+            for name in (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+        }
+        assert "pgpoolsync" not in imported, path.name
+        assert len(path.read_text().splitlines()) < 400, path.name  # read in one sitting

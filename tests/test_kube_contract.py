@@ -1,6 +1,6 @@
-"""The contract: the watcher's behaviour against tests/kubeapi.py (the API double) and against the
-real kube-apiserver of `.ci/kube` is the same, so the double stays honest. Each test runs on both
-(the real one only with the `kube` marker's cluster)."""
+"""The contract: the watcher's behaviour against devcluster/kubeapi.py (the API double) and against
+the real kube-apiserver of `.ci/kube` is the same, so the double stays honest. Each test runs on
+both (the real one only with the `kube` marker's cluster)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from typing import Any, Protocol
 
 import pytest
 
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import secret
+from devcluster.kubereal import KubeCluster, cluster_session
+from devcluster.ports import wait_until
 from pgpoolsync.kube.api import load_api_client
 from pgpoolsync.kube.watch import Collection, Watcher
-from tests.kubeapi import KubeApiDouble, secret
-from tests.kubereal import KubeCluster, cluster_session
-from tests.pgpool_helpers import wait_until
 
 
 class Server(Protocol):

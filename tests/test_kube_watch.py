@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devcluster.kubeapi import Fault, KubeApiDouble
+from devcluster.kubeobjects import endpoint_slice, secret, service
+from devcluster.ports import wait_until
 from pgpoolsync.core import model, render
 from pgpoolsync.core.build import build
 from pgpoolsync.kube.api import load_api_client, secret_data
@@ -18,9 +21,7 @@ from pgpoolsync.settings import parse
 from pgpoolsync.sources import ChangeSignal
 from pgpoolsync.sources import convert as sources
 from tests.fakes import FakePgpool, make_loop
-from tests.kubeapi import Fault, KubeApiDouble, endpoint_slice, secret, service
 from tests.origins import src
-from tests.pgpool_helpers import wait_until
 
 SEL = "app=db"
 
@@ -65,7 +66,7 @@ def _users(w: Watcher) -> dict[str, str]:
 
 
 def _expected(double: KubeApiDouble, selector: str = SEL) -> dict[str, str]:
-    from tests.kubeapi import match_labels
+    from devcluster.kubeobjects import match_labels
 
     out = {}
     for name, obj in double.store.objects.get(("secrets", "default"), {}).items():

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import deployment, pod, replica_set
 from pgpoolsync.core import model, rollout, tls
 from pgpoolsync.kube.api import load_api_client
 from pgpoolsync.kube.deployments import Deployments
 from pgpoolsync.restart.rollout import Rollout, annotation
-from tests.kubeapi import KubeApiDouble, deployment, pod, replica_set
 
 ROOT = Path(__file__).resolve().parent.parent
 CERT = tls.generate_self_signed(["pgpool"])
