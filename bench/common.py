@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from devcluster import pgpool_binary
-from tests.kubeapi import KubeApiDouble, secret
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import secret
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -2,14 +2,14 @@
 static files pgpool2_on_k8s runs with (``--topology off``: the same files, no node commands).
 
 Real PostgreSQL primary + streaming replica, real pgpool (8 children), `pgpoolsync run --kube`
-against the API double, each backend behind a kube-proxy-like forwarder (tests/drills.py). A new
-session every 0.25 s the whole time (reads in the replica drill, INSERTs in the switchover):
+against the API double, each backend behind a kube-proxy-like forwarder (devcluster/drills.py).
+A new session every 0.25 s the whole time (reads in the replica drill, INSERTs in the switchover):
 - replica lost: the replica's packets dropped (iptables) and its endpoint not ready for
   ``--hold`` seconds, then both back;
 - switchover: stop the primary, promote the replica, rebuild the old primary as its standby,
   2 s later re-point the forwarders and EndpointSlices; again with both pods on one address
   (only their targetRefs tell the endpoints apart);
-- replica lag (tests/lagdrill.py): replay paused on the replica for 12 s under writes every
+- replica lag (devcluster/lagdrill.py): replay paused on the replica for 12 s under writes every
   50 ms and new-session reads every 100 ms, then resumed, then 20 s without writes; with
   ``--max-replica-lag 3`` and without.
 A session fails when it errors or takes over 3 s. Prints failed sessions (more than 2 s after the
@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import write
-from devcluster import PgCluster
-from tests import drills, lagdrill
+from devcluster import PgCluster, drills, lagdrill
 
 DRILLS = ("replica_lost", "switchover", "switchover_one_address", "replica_lag")
 

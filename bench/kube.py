@@ -27,8 +27,9 @@ from typing import Any
 
 from bench.common import summary, write
 from devcluster import PgCluster, Pgpool
-from tests.kubereal import ROOT, KubeCluster, ServiceVip, cluster_session
-from tests.pgpool_helpers import RunProcess, wait_until
+from devcluster.kubereal import ROOT, KubeCluster, ServiceVip, cluster_session
+from devcluster.ports import wait_until
+from devcluster.runprocess import RunProcess
 
 KINDS = ("secrets", "services", "endpointslices", "events")
 _SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.e+]+)$")

@@ -30,8 +30,8 @@ import psycopg
 
 from bench.common import put_credential, summary, write
 from devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe, wait_ready
+from devcluster.kubeapi import KubeApiDouble
 from pgpoolsync.cli import main as cli_main
-from tests.kubeapi import KubeApiDouble
 
 
 def _login(pool: Pgpool, user: str, password: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.common import put_credential, summary, write
 from devcluster import PgCluster, Pgpool, free_port, pgpoolsync_exe
-from tests.kubeapi import KubeApiDouble
+from devcluster.kubeapi import KubeApiDouble
 
 
 def _metrics(port: int) -> str:

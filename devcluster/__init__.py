@@ -9,8 +9,15 @@ psycopg connection, never passed in argv.
 ``python -m devcluster`` runs the demo: cluster, demo secrets, ``pgpoolsync``, pgpool.
 
 One module per job: ``binaries`` (where PostgreSQL and pgpool are, running as ``postgres``),
-``ports`` (free ports, waiting for a server), ``postgres`` (the primary and replica),
-``pgpool`` (pgpool and the login check), ``demo``. The names below are the package's face.
+``ports`` (free ports, waiting for a server or a condition), ``postgres`` (the primary and
+replica), ``pgpool`` (pgpool and the login check), ``demo``, ``runprocess`` (``pgpoolsync run``
+as a subprocess). The names below are the package's face.
+
+The harness the tests and bench/ share, imported by module (not loaded with the package):
+``kubeapi`` (the Kubernetes API double; its HTTP side ``kubehttp``, the objects ``kubeobjects``),
+``kubereal`` (the real cluster of ``.ci/kube``), ``forwarder`` (a kube-proxy-like forwarder),
+``netfault`` (dropping a port's packets), ``drills`` (topology drills) and ``lagdrill`` (the
+replica-lag drill).
 """
 
 from devcluster.binaries import pg_bindir, pgpool_binary, pgpool_version, pgpoolsync_exe

@@ -1,5 +1,5 @@
 """Loopback ports: a free one that no outgoing connection can take, and waiting for a server
-(a port that accepts, or ``pgpoolsync run``'s /readyz)."""
+(a port that accepts, or ``pgpoolsync run``'s /readyz) or any condition (``wait_until``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import random
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -75,3 +79,14 @@ def wait_ready(
                 f"pgpoolsync run not ready (/readyz on {host}:{port}) after {timeout}s"
             )
         time.sleep(0.05)
+
+
+def wait_until(check: Callable[[], T], *, timeout: float = 20.0, what: str = "condition") -> T:
+    """Polls ``check`` until it returns something true, and returns that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

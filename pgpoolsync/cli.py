@@ -91,7 +91,8 @@ def cmd_render(common: Common, *, strict: bool = False) -> int:
 
 
 def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Metrics) -> KubeSource:
-    from pgpoolsync.sources import kube, kubesource  # noqa: PLC0415 - the client loads only for --kube
+    from pgpoolsync.kube.errors import KubeConfigError  # noqa: PLC0415
+    from pgpoolsync.sources import kubesource  # noqa: PLC0415 - the client loads only for --kube
 
     config = kubesource.resolve(
         preset=preset,
@@ -120,7 +121,7 @@ def _kube_source(common: Common, run: RunSettings, preset: Preset | None, m: Met
             tls=lambda secret: wiring.tls_reader(common, secret),
             metrics=m,
         )
-    except kube.KubeConfigError as exc:
+    except KubeConfigError as exc:
         raise UsageError(str(exc)) from None
 
 

@@ -11,9 +11,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pgpoolsync"
 
-# library → the only module allowed to import it
+# library → the only module (or, ending in "/", the only package) allowed to import it
 ONLY_IN = {
-    "kubernetes": "sources/kube.py",
+    "kubernetes": "kube/",
     "watchdog": "sources/dirsource.py",
     "prometheus_client": "report/metrics.py",
     "psycopg": "exporter/scrape.py",
@@ -70,7 +70,12 @@ ALSO_IN = {"psycopg": ("pgpool/lagprobe.py",)}
 @pytest.mark.parametrize("library", sorted(ONLY_IN))
 def test_each_io_library_is_imported_only_in_its_home(library: str) -> None:
     users = sorted(m for m, names in MODULES.items() if library in {_top(n) for n in names})
-    assert users == sorted([ONLY_IN[library], *ALSO_IN.get(library, ())])
+    home = ONLY_IN[library]
+    if home.endswith("/"):
+        assert users, library  # the walk really finds its users
+        assert all(m.startswith(home) for m in users), users
+    else:
+        assert users == sorted([home, *ALSO_IN.get(library, ())])
 
 
 def test_the_core_does_no_io() -> None:
@@ -83,7 +88,7 @@ def test_the_core_does_no_io() -> None:
 
 
 def test_sockets_are_used_only_on_the_pgpool_side_and_by_the_http_edges() -> None:
-    allowed = ("pgpool/", "sources/kube.py", "report/metrics.py", "exporter/")
+    allowed = ("pgpool/", "report/metrics.py", "exporter/")
     for module, names in MODULES.items():
         if {_top(n) for n in names} & {"socket", "ssl"}:
             assert module.startswith(allowed), module
@@ -128,7 +133,8 @@ def test_the_kubernetes_client_s_asyncio_half_is_never_loaded_so_the_images_leav
     import sys
 
     code = (
-        "import sys, pgpoolsync.cli, pgpoolsync.sources.kube, pgpoolsync.sources.kubesource, "
+        "import sys, pgpoolsync.cli, pgpoolsync.kube.api, pgpoolsync.kube.watch, "
+        "pgpoolsync.kube.events, pgpoolsync.kube.deployments, pgpoolsync.sources.kubesource, "
         "pgpoolsync.restart.rollout; "
         "print(sorted(m for m in sys.modules if m.startswith('kubernetes')))"
     )
@@ -226,10 +232,57 @@ def test_the_reporter_reads_outcomes_from_the_core_never_from_the_pgpool_side() 
 def test_the_restart_policies_know_neither_the_actuator_nor_each_other_nor_the_sources() -> None:
     policies = [m for m in MODULES if m.startswith("restart/") and m != "restart/__init__.py"]
     assert sorted(policies) == ["restart/rollout.py", "restart/signal.py"]
+    # The rollout policy reads the API calls' one error type; the calls come in as a protocol.
+    also = {"restart/rollout.py": {"pgpoolsync.kube.errors", "pgpoolsync.kube.errors.ApiError"}}
     for module in policies:
-        outside = {n for n in _ours(module) if not n.startswith("pgpoolsync.core")}
+        outside = {
+            n
+            for n in _ours(module)
+            if not n.startswith("pgpoolsync.core") and n not in also.get(module, set())
+        }
         assert not outside, f"{module} imports {outside}"
     assert not {n for n in _ours("pgpool/actuator.py") if n.startswith("pgpoolsync.restart")}
+
+
+def test_the_kube_client_layer_imports_only_itself_and_the_sources_error_type() -> None:
+    """kube/ knows nothing of pgpool/, report/, restart/, the core, the loop or the command line:
+    its one import from the package is the ``SourceUnavailable`` its refusal derives from."""
+    kube = [m for m in MODULES if m.startswith("kube/")]
+    assert "kube/watch.py" in kube
+    for module in kube:
+        outside = {
+            n
+            for n in _ours(module)
+            if not n.startswith("pgpoolsync.kube")
+            and (module, n)
+            not in {
+                ("kube/errors.py", "pgpoolsync.sources"),
+                ("kube/errors.py", "pgpoolsync.sources.SourceUnavailable"),
+            }
+        }
+        assert not outside, f"{module} imports {outside}"
+
+
+# Who may call the client layer: the Kubernetes source (the client, watches, Events, the
+# rollout's calls), the rollout policy and the command line (an error type each, no client).
+KUBE_CALLERS = {
+    "sources/kubesource.py": None,  # any of kube/
+    "restart/rollout.py": {"pgpoolsync.kube.errors", "pgpoolsync.kube.errors.ApiError"},
+    "cli.py": {"pgpoolsync.kube.errors", "pgpoolsync.kube.errors.KubeConfigError"},
+}
+
+
+def test_only_the_kube_source_sees_the_client_the_rollout_and_cli_an_error_type() -> None:
+    for module in MODULES:
+        if module.startswith("kube/"):
+            continue
+        used = {n for n in _ours(module) if n.startswith("pgpoolsync.kube")}
+        if not used:
+            continue
+        assert module in KUBE_CALLERS, f"{module} imports {used}"
+        allowed = KUBE_CALLERS[module]
+        assert allowed is None or used <= allowed, f"{module} imports {used - allowed}"
+    assert {n for n in _ours("sources/kubesource.py") if n.startswith("pgpoolsync.kube.watch")}
 
 
 def test_sources_keep_their_metrics_through_a_protocol_not_the_report_package() -> None:
@@ -250,24 +303,25 @@ def _is_frozen_dataclass(node: ast.ClassDef) -> bool:
 
 def test_the_model_defines_value_types_only() -> None:
     """core/model.py: frozen dataclasses, constants and ``*_origin`` constructors; the rules live
-    in params.py, credentials.py and versions.py, building in build.py. One guarded forward of
-    ``build`` (for issue 24's test file, edited in parallel) is the only other definition."""
+    in params.py, credentials.py and versions.py, building in build.py. Nothing else: no guarded
+    or lazy definitions, no forwards."""
     tree = ast.parse((PACKAGE / "core" / "model.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             assert _is_frozen_dataclass(node), node.name
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             assert node.name.endswith("_origin"), node.name
-        elif isinstance(node, ast.If):
-            defs = [n.name for n in ast.walk(node) if isinstance(n, ast.FunctionDef)]
-            assert defs == ["__getattr__"], defs
+        else:
+            assert not isinstance(node, ast.If | ast.Try), ast.unparse(node)[:80]
+    assert "pgpoolsync.core.build" not in MODULES["core/model.py"]
     assert "class Inputs" in ast.unparse(tree)  # the walk really read the model
 
 
 # Keys only a raw Kubernetes object has: a module that reads them parses API objects.
 KUBE_OBJECT_KEYS = {"metadata", "spec", "ownerReferences", "clusterIP", "targetRef", "conditions"}
-# The sources turn API objects into model values; the rollout policy reads its Deployment.
-READS_KUBE_OBJECTS = ("sources/", "restart/rollout.py")
+# The client layer keeps and posts them; the sources turn API objects into model values; the
+# rollout policy reads its Deployment.
+READS_KUBE_OBJECTS = ("kube/", "sources/", "restart/rollout.py")
 
 
 def test_only_the_sources_and_the_rollout_policy_read_raw_kubernetes_objects() -> None:
@@ -336,37 +390,56 @@ def test_building_the_parser_reads_no_file() -> None:
     assert not calls & {"is_file", "exists", "read_text", "read_bytes", "open", "stat"}, calls
 
 
-# What bench/ still takes from tests/: the Kubernetes API double, the drills built on it, and the
-# real cluster's harness (bench/kube). They move to devcluster/ next (issue 23); nothing else of
-# tests/ may be imported by bench/.
-BENCH_FROM_TESTS = {
-    "tests.kubeapi",
-    "tests.drills",
-    "tests.lagdrill",
-    "tests.kubereal",
-    "tests.pgpool_helpers",
-}
-
-
-def test_bench_imports_nothing_from_tests_but_the_harness_it_still_shares() -> None:
+def test_bench_imports_nothing_from_tests() -> None:
+    """The harness bench/ shares with the tests (the API double, the drills, the real cluster's
+    harness, ``pgpoolsync run`` as a subprocess) lives in devcluster/."""
     used: set[str] = set()
     for path in sorted((PACKAGE.parent / "bench").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                names = [node.module]
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             else:
                 continue
-            used |= {n for n in names if n.split(".")[0] == "tests" and n.count(".") == 1}
-    assert "tests.kubeapi" in used  # the walk sees bench's imports
-    assert used <= BENCH_FROM_TESTS, used - BENCH_FROM_TESTS
+            used |= {n for n in names if n.split(".")[0] in {"tests", "devcluster"}}
+    assert "devcluster.kubeapi" in used  # the walk sees bench's imports
+    assert not {n for n in used if n.split(".")[0] == "tests"}, used
 
 
 def test_devcluster_is_split_by_job_and_imports_nothing_from_tests() -> None:
     root = PACKAGE.parent / "devcluster"
     jobs = sorted(p.stem for p in root.glob("*.py") if not p.stem.startswith("__"))
-    assert jobs == ["binaries", "demo", "pgpool", "ports", "postgres"]
+    assert jobs == [
+        "binaries",
+        "demo",
+        "drills",
+        "forwarder",
+        "kubeapi",
+        "kubehttp",
+        "kubeobjects",
+        "kubereal",
+        "lagdrill",
+        "netfault",
+        "pgpool",
+        "ports",
+        "postgres",
+        "runprocess",
+    ]
     for path in root.glob("*.py"):
         text = ast.unparse(ast.parse(path.read_text()))
         assert "import tests" not in text and "from tests" not in text, path.name
+        # The harness drives the console script and the API over HTTP, never the package.
+        imported = {
+            name.split(".")[0]
+            for node in ast.walk(ast.parse(path.read_text()))
+            for name in (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+        }
+        assert "pgpoolsync" not in imported, path.name
+        assert len(path.read_text().splitlines()) < 400, path.name  # read in one sitting

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from devcluster import PgCluster, Pgpool, free_port, pgpool_version, pgpoolsync_exe
-from tests.pgpool_helpers import render_cli, wait_until, write_secret
+from devcluster.ports import wait_until
+from tests.pgpool_helpers import render_cli, write_secret
 
 pytestmark = pytest.mark.real
 

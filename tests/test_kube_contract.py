@@ -1,6 +1,6 @@
-"""The contract: the watcher's behaviour against tests/kubeapi.py (the API double) and against the
-real kube-apiserver of `.ci/kube` is the same, so the double stays honest. Each test runs on both
-(the real one only with the `kube` marker's cluster)."""
+"""The contract: the watcher's behaviour against devcluster/kubeapi.py (the API double) and against
+the real kube-apiserver of `.ci/kube` is the same, so the double stays honest. Each test runs on
+both (the real one only with the `kube` marker's cluster)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from typing import Any, Protocol
 
 import pytest
 
-from pgpoolsync.sources import kube
-from tests.kubeapi import KubeApiDouble, secret
-from tests.kubereal import KubeCluster, cluster_session
-from tests.pgpool_helpers import wait_until
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import secret
+from devcluster.kubereal import KubeCluster, cluster_session
+from devcluster.ports import wait_until
+from pgpoolsync.kube.api import load_api_client
+from pgpoolsync.kube.watch import Collection, Watcher
 
 
 class Server(Protocol):
@@ -118,9 +120,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         yield RealServer(request.getfixturevalue("real_cluster"))
 
 
-def _watcher(server: Server, tmp_path: Path, collection: kube.Collection) -> kube.Watcher:
-    client = kube.load_api_client(kubeconfig=str(server.kubeconfig(tmp_path / "kc")))
-    w = kube.Watcher(
+def _watcher(server: Server, tmp_path: Path, collection: Collection) -> Watcher:
+    client = load_api_client(kubeconfig=str(server.kubeconfig(tmp_path / "kc")))
+    w = Watcher(
         client, collection, notify=threading.Event().set, timeout_seconds=5, backoff_max=0.5
     )
     w.start()
@@ -128,7 +130,7 @@ def _watcher(server: Server, tmp_path: Path, collection: kube.Collection) -> kub
     return w
 
 
-def _users(w: kube.Watcher) -> dict[str, str]:
+def _users(w: Watcher) -> dict[str, str]:
     return {
         o["metadata"]["name"]: base64.b64decode(o["data"]["password"]).decode()
         for o in w.snapshot()
@@ -141,7 +143,7 @@ def _secret(server: Server, name: str, password: str, app: str = "db") -> dict[s
 
 def test_list_then_watch_sees_adds_changes_and_deletes(server: Server, tmp_path: Path) -> None:
     server.put("secrets", _secret(server, "a", "1"))
-    w = _watcher(server, tmp_path, kube.Collection("secrets", server.ns, "app=db"))
+    w = _watcher(server, tmp_path, Collection("secrets", server.ns, "app=db"))
     assert _users(w) == {"a": "1"}
     server.put("secrets", _secret(server, "b", "2"))
     server.put("secrets", _secret(server, "a", "1b"))
@@ -154,7 +156,7 @@ def test_list_then_watch_sees_adds_changes_and_deletes(server: Server, tmp_path:
 
 def test_an_object_leaving_the_selector_is_removed(server: Server, tmp_path: Path) -> None:
     server.put("secrets", _secret(server, "a", "1"))
-    w = _watcher(server, tmp_path, kube.Collection("secrets", server.ns, "app=db"))
+    w = _watcher(server, tmp_path, Collection("secrets", server.ns, "app=db"))
     server.put("secrets", _secret(server, "a", "1", app="web"))
     wait_until(lambda: _users(w) == {}, what="selector exit")
     w.stop()
@@ -166,7 +168,7 @@ def test_a_field_selector_by_name_sees_only_that_secret(server: Server, tmp_path
     w = _watcher(
         server,
         tmp_path,
-        kube.Collection("secrets", server.ns, field_selector="metadata.name=db-auth"),
+        Collection("secrets", server.ns, field_selector="metadata.name=db-auth"),
     )
     assert _users(w) == {"db-auth": "1"}
     server.put("secrets", _secret(server, "other", "3"))
@@ -179,7 +181,7 @@ def test_a_list_the_role_does_not_allow_is_named_and_retried_until_allowed(
     server: Server, tmp_path: Path
 ) -> None:
     server.forbid("list", "secrets")
-    w = _watcher(server, tmp_path, kube.Collection("secrets", server.ns, "app=db"))
+    w = _watcher(server, tmp_path, Collection("secrets", server.ns, "app=db"))
     assert w.denied == f"list secrets in namespace {server.ns}"
     assert not w.synced.is_set()
     w.stop()

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from devcluster import PgCluster, Pgpool
-from tests.kubereal import ROOT, KubeCluster, ServiceVip, cluster_session
-from tests.pgpool_helpers import RunProcess, can_login, wait_until
+from devcluster import PgCluster, Pgpool, can_login
+from devcluster.kubereal import ROOT, KubeCluster, ServiceVip, cluster_session
+from devcluster.ports import wait_until
+from devcluster.runprocess import RunProcess
 
 pytestmark = [pytest.mark.kube]
 

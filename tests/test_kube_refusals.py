@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from devcluster import pgpoolsync_exe
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import endpoint_slice, secret, service
+from devcluster.ports import wait_until
 from pgpoolsync.cli import main
-from tests.kubeapi import KubeApiDouble, endpoint_slice, secret, service
-from tests.pgpool_helpers import wait_until
 
 PCP_ENV = {"PGPOOL_PCP_USER": "pcpadmin", "PGPOOL_PCP_PASSWORD": "pcp-secret"}
 

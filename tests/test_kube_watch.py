@@ -10,14 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from devcluster.kubeapi import Fault, KubeApiDouble
+from devcluster.kubeobjects import endpoint_slice, secret, service
+from devcluster.ports import wait_until
 from pgpoolsync.core import model, render
+from pgpoolsync.core.build import build
+from pgpoolsync.kube.api import load_api_client, secret_data
+from pgpoolsync.kube.watch import Collection, Watcher
 from pgpoolsync.settings import parse
-from pgpoolsync.sources import ChangeSignal, kube
+from pgpoolsync.sources import ChangeSignal
 from pgpoolsync.sources import convert as sources
 from tests.fakes import FakePgpool, make_loop
-from tests.kubeapi import Fault, KubeApiDouble, endpoint_slice, secret, service
 from tests.origins import src
-from tests.pgpool_helpers import wait_until
 
 SEL = "app=db"
 
@@ -32,15 +36,15 @@ def api(tmp_path: Path) -> Iterator[KubeApiDouble]:
 def _watcher(
     double: KubeApiDouble,
     tmp_path: Path,
-    collection: kube.Collection,
+    collection: Collection,
     *,
     restarts: list[tuple[str, str]] | None = None,
     timeout: int = 2,
     notify: threading.Event | None = None,
-) -> kube.Watcher:
-    client = kube.load_api_client(kubeconfig=str(double.write_kubeconfig(tmp_path / "kc")))
+) -> Watcher:
+    client = load_api_client(kubeconfig=str(double.write_kubeconfig(tmp_path / "kc")))
     ev = notify or threading.Event()
-    w = kube.Watcher(
+    w = Watcher(
         client,
         collection,
         notify=ev.set,
@@ -53,27 +57,27 @@ def _watcher(
     return w
 
 
-def _users(w: kube.Watcher) -> dict[str, str]:
+def _users(w: Watcher) -> dict[str, str]:
     out = {}
     for obj in w.snapshot():
-        data = kube.secret_data(obj)
+        data = secret_data(obj)
         out[obj["metadata"]["name"]] = data.get("password", b"").decode()
     return out
 
 
 def _expected(double: KubeApiDouble, selector: str = SEL) -> dict[str, str]:
-    from tests.kubeapi import match_labels
+    from devcluster.kubeobjects import match_labels
 
     out = {}
     for name, obj in double.store.objects.get(("secrets", "default"), {}).items():
         if match_labels(selector, obj["metadata"].get("labels") or {}):
-            out[name] = kube.secret_data(obj).get("password", b"").decode()
+            out[name] = secret_data(obj).get("password", b"").decode()
     return out
 
 
 def test_list_then_watch_sees_adds_changes_and_deletes(api: KubeApiDouble, tmp_path: Path) -> None:
     api.put("secrets", secret("a", {"username": "a", "password": "1"}, labels={"app": "db"}))
-    w = _watcher(api, tmp_path, kube.Collection("secrets", "default", SEL))
+    w = _watcher(api, tmp_path, Collection("secrets", "default", SEL))
     assert _users(w) == {"a": "1"}
     api.put("secrets", secret("b", {"username": "b", "password": "2"}, labels={"app": "db"}))
     api.put("secrets", secret("a", {"username": "a", "password": "1b"}, labels={"app": "db"}))
@@ -86,7 +90,7 @@ def test_list_then_watch_sees_adds_changes_and_deletes(api: KubeApiDouble, tmp_p
 
 def test_an_object_leaving_the_selector_is_removed(api: KubeApiDouble, tmp_path: Path) -> None:
     api.put("secrets", secret("a", {"username": "a", "password": "1"}, labels={"app": "db"}))
-    w = _watcher(api, tmp_path, kube.Collection("secrets", "default", SEL))
+    w = _watcher(api, tmp_path, Collection("secrets", "default", SEL))
     api.put("secrets", secret("a", {"username": "a", "password": "1"}, labels={"app": "web"}))
     wait_until(lambda: _users(w) == {}, what="selector exit")
     w.stop()
@@ -96,14 +100,14 @@ def test_field_selector_by_name(api: KubeApiDouble, tmp_path: Path) -> None:
     api.put("secrets", secret("db-auth", {"username": "a", "password": "1"}))
     api.put("secrets", secret("other", {"username": "o", "password": "2"}))
     w = _watcher(
-        api, tmp_path, kube.Collection("secrets", "default", field_selector="metadata.name=db-auth")
+        api, tmp_path, Collection("secrets", "default", field_selector="metadata.name=db-auth")
     )
     assert list(_users(w)) == ["db-auth"]
     w.stop()
 
 
 def test_bookmarks_keep_an_idle_watch_fresh(api: KubeApiDouble, tmp_path: Path) -> None:
-    w = _watcher(api, tmp_path, kube.Collection("secrets", "default", SEL), timeout=30)
+    w = _watcher(api, tmp_path, Collection("secrets", "default", SEL), timeout=30)
     time.sleep(1.5)
     assert w.stale_for() < 1.0
     assert any("allowWatchBookmarks=true" in r for r in api.store.requests)
@@ -117,7 +121,7 @@ def test_410_relists_and_sees_deletions_made_while_disconnected(
     api.put("secrets", secret("a", {"username": "a", "password": "1"}, labels={"app": "db"}))
     api.put("secrets", secret("b", {"username": "b", "password": "2"}, labels={"app": "db"}))
     restarts: list[tuple[str, str]] = []
-    w = _watcher(api, tmp_path, kube.Collection("secrets", "default", SEL), restarts=restarts)
+    w = _watcher(api, tmp_path, Collection("secrets", "default", SEL), restarts=restarts)
     # Keep the watcher away (500s), delete meanwhile, compact history, let it come back.
     for _ in range(3):
         api.inject(Fault(kind="secrets", watch=True, action="status", status=500))
@@ -143,9 +147,7 @@ def test_a_faulty_watch_recovers_and_converges(
     api: KubeApiDouble, tmp_path: Path, fault: Fault
 ) -> None:
     restarts: list[tuple[str, str]] = []
-    w = _watcher(
-        api, tmp_path, kube.Collection("secrets", "default", SEL), restarts=restarts, timeout=1
-    )
+    w = _watcher(api, tmp_path, Collection("secrets", "default", SEL), restarts=restarts, timeout=1)
     api.inject(fault)
     api.drop_watches()  # the next watch request meets the fault
     api.put("secrets", secret("a", {"username": "a", "password": "1"}, labels={"app": "db"}))
@@ -180,26 +182,26 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
         {"PGPOOL_PCP_USER": "u", "PGPOOL_PCP_PASSWORD": "p"},
     )
     assert settings.common is not None
-    client = kube.load_api_client(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")))
+    client = load_api_client(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")))
     signal = ChangeSignal()
     watchers = [
-        kube.Watcher(
+        Watcher(
             client,
-            kube.Collection("secrets", "default", SEL),
+            Collection("secrets", "default", SEL),
             notify=signal.notify,
             timeout_seconds=1,
             backoff_max=0.3,
         ),
-        kube.Watcher(
+        Watcher(
             client,
-            kube.Collection("services", "default"),
+            Collection("services", "default"),
             notify=signal.notify,
             timeout_seconds=1,
             backoff_max=0.3,
         ),
-        kube.Watcher(
+        Watcher(
             client,
-            kube.Collection("endpointslices", "default", "kubernetes.io/service-name=db-replicas"),
+            Collection("endpointslices", "default", "kubernetes.io/service-name=db-replicas"),
             notify=signal.notify,
             timeout_seconds=1,
             backoff_max=0.3,
@@ -214,7 +216,7 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
         secrets=watchers[0].snapshot,
         services=watchers[1].snapshot,
         slices=watchers[2].snapshot,
-        secret_data=kube.secret_data,
+        secret_data=secret_data,
     )
     pgpool = FakePgpool()
     reloads = pgpool.reloads
@@ -252,7 +254,7 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
 
     creds = [model.Credential(n, p, src(n)) for n, p in sorted(_expected(api).items())]
     slices = list(api.store.objects.get(("endpointslices", "default"), {}).values())
-    expected_state = model.build(
+    expected_state = build(
         model.Inputs(
             backends=(
                 model.Backend("db-primary.default.svc", 5432, model.PRIMARY_FLAG),

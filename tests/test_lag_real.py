@@ -1,4 +1,4 @@
-"""The replica-lag drill (tests/lagdrill.py) on real PostgreSQL and real pgpool: with
+"""The replica-lag drill (devcluster/lagdrill.py) on real PostgreSQL and real pgpool: with
 ``--max-replica-lag 3`` no read returns data older than 3 s once the gate has had its 3 s, node 1
 serves reads again soon after replay resumes and stays in rotation while the primary is idle;
 without the flag the same drill returns stale reads."""
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import PgCluster
-from tests import drills, lagdrill, netfault
-from tests.forwarder import Forwarder
+from devcluster import PgCluster, drills, lagdrill, netfault
+from devcluster.forwarder import Forwarder
 
 pytestmark = pytest.mark.real
 

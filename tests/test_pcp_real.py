@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from devcluster import PgCluster, Pgpool
+from devcluster.ports import wait_until
 from pgpoolsync.pgpool import pcp
 from pgpoolsync.pgpool.actuator import PcpPgpool
-from tests.pgpool_helpers import render_cli, wait_until, write_secret
+from tests.pgpool_helpers import render_cli, write_secret
 
 pytestmark = pytest.mark.real
 

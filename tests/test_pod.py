@@ -20,9 +20,11 @@ import psycopg
 import pytest
 
 from devcluster import PgCluster, free_port, wait_port
-from tests.forwarder import Forwarder
-from tests.kubeapi import KubeApiDouble, service
-from tests.pgpool_helpers import kubelet_write, pgpool2_on_k8s_minimal_env, wait_until
+from devcluster.forwarder import Forwarder
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import service
+from devcluster.ports import wait_until
+from tests.pgpool_helpers import kubelet_write, pgpool2_on_k8s_minimal_env
 from tests.podman import (
     CREDENTIALS_MOUNT,
     GATEWAY,

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import deployment, pod, replica_set
 from pgpoolsync.core import model, rollout, tls
+from pgpoolsync.kube.api import load_api_client
+from pgpoolsync.kube.deployments import Deployments
 from pgpoolsync.restart.rollout import Rollout, annotation
-from pgpoolsync.sources import kube
-from tests.kubeapi import KubeApiDouble, deployment, pod, replica_set
 
 ROOT = Path(__file__).resolve().parent.parent
 CERT = tls.generate_self_signed(["pgpool"])
@@ -139,9 +141,9 @@ class Clock:
 def _sidecar(
     double: KubeApiDouble, tmp_path: Path, pod_name: str, clock: Clock, **kw: Any
 ) -> Rollout:
-    client = kube.load_api_client(kubeconfig=str(double.write_kubeconfig(tmp_path / "kc")))
+    client = load_api_client(kubeconfig=str(double.write_kubeconfig(tmp_path / "kc")))
     return Rollout(
-        kube.Deployments(client, namespace="default"),
+        Deployments(client, namespace="default"),
         pod_name=pod_name,
         min_interval=900,
         wall=lambda: clock.wall,
@@ -181,7 +183,7 @@ def test_two_sidecars_racing_still_patch_once_the_loser_reads_the_winners_hash(
     clock = Clock()
     barrier = threading.Barrier(2, timeout=10)
 
-    class Racing(kube.Deployments):
+    class Racing(Deployments):
         reads = 0
 
         def get(self, kind: str, name: str) -> dict[str, Any]:
@@ -192,7 +194,7 @@ def test_two_sidecars_racing_still_patch_once_the_loser_reads_the_winners_hash(
                     barrier.wait()  # both have read the Deployment before either patches
             return obj
 
-    client = kube.load_api_client(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")))
+    client = load_api_client(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")))
     sidecars = [
         Rollout(
             Racing(client, namespace="default"),

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import PgCluster, Pgpool
-from tests.pgpool_helpers import RunProcess, can_login, kubelet_write, wait_until
+from devcluster import PgCluster, Pgpool, can_login
+from devcluster.ports import wait_until
+from devcluster.runprocess import RunProcess
+from tests.pgpool_helpers import kubelet_write
 
 pytestmark = pytest.mark.real
 

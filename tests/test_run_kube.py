@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import PgCluster, Pgpool
-from tests.kubeapi import KubeApiDouble, endpoint_slice, secret, service
-from tests.pgpool_helpers import RunProcess, can_login, wait_until
+from devcluster import PgCluster, Pgpool, can_login
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import endpoint_slice, secret, service
+from devcluster.ports import wait_until
+from devcluster.runprocess import RunProcess
 
 pytestmark = pytest.mark.real
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import PgCluster, Pgpool
-from tests.pgpool_helpers import RunProcess, can_login, render_cli, wait_until, write_secret
+from devcluster import PgCluster, Pgpool, can_login
+from devcluster.ports import wait_until
+from devcluster.runprocess import RunProcess
+from tests.pgpool_helpers import render_cli, write_secret
 
 pytestmark = pytest.mark.real
 

@@ -16,10 +16,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devcluster import PgCluster, Pgpool
+from devcluster import PgCluster, Pgpool, can_login
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import secret
+from devcluster.ports import wait_until
+from devcluster.runprocess import RunProcess
 from pgpoolsync.core import tls
-from tests.kubeapi import KubeApiDouble, secret
-from tests.pgpool_helpers import RunProcess, can_login, render_cli, wait_until, write_secret
+from tests.pgpool_helpers import render_cli, write_secret
 
 pytestmark = pytest.mark.real
 
@@ -265,9 +268,9 @@ def test_a_renewed_certificate_rolls_the_deployment_once_and_the_new_pod_serves_
     pod's sidecar patches the Deployment once (restart hash on the pod template); the new pod
     (made here as the Deployment controller would: a ReplicaSet and a pod from the patched
     template, its own sidecar and pgpool) serves the new certificate and asks for nothing."""
+    from devcluster.kubeobjects import deployment, pod, replica_set
     from pgpoolsync.core import rollout
     from pgpoolsync.restart.rollout import annotation
-    from tests.kubeapi import deployment, pod, replica_set
 
     base = pg_base / "tls-rollout"
     base.mkdir()

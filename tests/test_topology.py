@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devcluster.kubeobjects import endpoint_slice, service
 from pgpoolsync.core import model, topology
 from pgpoolsync.core.model import NodeTarget
 from pgpoolsync.core.topology import ATTACH, DETACH, RECYCLE, NodeMemory
 from pgpoolsync.sources.convert import ready_endpoints
 from tests.fakes import FakePgpool, make_loop, value
-from tests.kubeapi import endpoint_slice, service
 from tests.origins import src
 
 PRIMARY = src("service ns/pg")

@@ -1,6 +1,6 @@
 """Topology drills against real PostgreSQL (primary + streaming replica), real pgpool and
 `pgpoolsync run --kube` (real client, API double), each backend behind a kube-proxy-like
-forwarder; the same drills with topology handling off must fail (tests/drills.py)."""
+forwarder; the same drills with topology handling off must fail (devcluster/drills.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devcluster import PgCluster
-from tests import drills, netfault
-from tests.pgpool_helpers import wait_until
+from devcluster import PgCluster, drills, netfault
+from devcluster.ports import wait_until
 
 pytestmark = pytest.mark.real
 

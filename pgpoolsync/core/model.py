@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from pgpoolsync.core.tls import TlsMaterial
 from pgpoolsync.core.versions import DEFAULT_PGPOOL_VERSION
@@ -177,17 +176,3 @@ class Outcome:
     @property
     def warnings(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if not p.fatal)
-
-
-# ``model.build`` for tests/test_kube_watch.py, a file issue 24 edits in parallel: drop this once
-# it imports pgpoolsync.core.build (tests/test_architecture.py allows only this one forward).
-if TYPE_CHECKING:
-    from pgpoolsync.core.build import build as build  # noqa: PLC0414 (re-export)
-else:
-
-    def __getattr__(name: str) -> object:
-        if name == "build":
-            from pgpoolsync.core.build import build  # noqa: PLC0415 (a cycle)
-
-            return build
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

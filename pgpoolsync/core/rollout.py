@@ -104,11 +104,3 @@ def decide(
             wait=max(wait, 0.0),
         )
     return Decision(PATCH, f"its pod template had {template or 'no restart hash'}")
-
-
-class ApiError(Exception):
-    """A Kubernetes API call for a rollout failed (raised by the API edge, read by the policy)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status

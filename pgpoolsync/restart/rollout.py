@@ -3,7 +3,7 @@
 Owns finding the Deployment (this pod → its ReplicaSet → the Deployment, or ``--deployment``),
 reading the hash it carries and the one this pod was made with (the readers of those objects are
 here, below), and the merge patch that starts the rollout (core/rollout.py decides;
-sources/kube.py ``Deployments`` makes the calls). Kubernetes
+kube/deployments.py makes the calls and raises kube/errors.py's ``ApiError``). Kubernetes
 then replaces the pods one at a time behind the Service, within the PodDisruptionBudget; each
 new pod's pgpool starts on the files its sidecar renders. Knows no ``kubernetes`` types.
 """
@@ -21,6 +21,7 @@ from pgpoolsync.core import rollout
 from pgpoolsync.core.model import DesiredState
 from pgpoolsync.core.outcomes import RestartOutcome
 from pgpoolsync.core.rollout import HASH_ANNOTATION, REQUESTED_AT_ANNOTATION
+from pgpoolsync.kube.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,13 @@ class Rollout:
             if not self._deployment:
                 rs_name = owner(pod, "ReplicaSet")
                 if rs_name is None:
-                    raise rollout.ApiError(0, f"pod {self._pod_name} is not owned by a ReplicaSet")
+                    raise ApiError(0, f"pod {self._pod_name} is not owned by a ReplicaSet")
                 name = owner(self._api.get("replicasets", rs_name), "Deployment")
                 if name is None:
-                    raise rollout.ApiError(0, f"replicaset {rs_name} is not owned by a Deployment")
+                    raise ApiError(0, f"replicaset {rs_name} is not owned by a Deployment")
                 self._deployment = name
         if not self._deployment:
-            raise rollout.ApiError(0, "no --pod-name ($POD_NAME) or --deployment to roll out")
+            raise ApiError(0, "no --pod-name ($POD_NAME) or --deployment to roll out")
         self._resolved = True
         return self._deployment
 
@@ -108,7 +109,7 @@ class Rollout:
             return seen.outcome  # a rollout under way takes minutes: no GET every pass
         try:
             outcome = self._request(desired, blocked=blocked)
-        except rollout.ApiError as exc:
+        except ApiError as exc:
             outcome = RestartOutcome(
                 restart_hash=desired, deployment=self._deployment, error=str(exc)
             )
@@ -149,7 +150,7 @@ class Rollout:
             )
             try:
                 self._api.patch_deployment(name, body)
-            except rollout.ApiError as exc:
+            except ApiError as exc:
                 if exc.status == 409 and attempt == 1:
                     continue  # another sidecar patched first: read what it asked for
                 raise
@@ -162,7 +163,7 @@ class Rollout:
             )
             self._seen = _Seen(desired, later, self._clock())
             return done
-        raise rollout.ApiError(409, f"deployments/{name} kept changing under the patch")
+        raise ApiError(409, f"deployments/{name} kept changing under the patch")
 
 
 def patch_body(*, desired: str, now_text: str, resource_version: str | None) -> dict[str, object]:

@@ -15,7 +15,11 @@ from typing import Any
 
 from pgpoolsync.core import model
 from pgpoolsync.core.presets import Preset
-from pgpoolsync.sources import WatchMetrics, kube
+from pgpoolsync.kube import api, errors
+from pgpoolsync.kube.deployments import Deployments
+from pgpoolsync.kube.events import EventRecorder
+from pgpoolsync.kube.watch import Collection, Watcher, WatchTiming
+from pgpoolsync.sources import WatchMetrics
 from pgpoolsync.sources.convert import KeyConfig, KubeNames, TlsResult, kube_snapshot
 
 log = logging.getLogger(__name__)
@@ -57,7 +61,7 @@ def resolve(
 ) -> KubeConfig:
     """Explicit flags over the preset's conventions; the namespace defaults to the pod's."""
     return KubeConfig(
-        namespace=namespace or kube.in_cluster_namespace() or "default",
+        namespace=namespace or api.in_cluster_namespace() or "default",
         secret_selector=secret_selector or (preset.secret_selector if preset else None),
         secret_names=secret_names or (preset.secret_names if preset else ()),
         primary_service=primary_service or (preset.primary_service if preset else None),
@@ -82,29 +86,28 @@ class KubeSource:
         metrics: WatchMetrics,
     ) -> None:
         """``tls`` makes the TLS result function, given where the watched TLS Secret's data
-        comes from (None without --tls-secret). Raises kube.KubeConfigError."""
+        comes from (None without --tls-secret). Raises errors.KubeConfigError."""
         self.config = config
-        self._api = kube.load_api_client(kubeconfig=kubeconfig)
+        self._timing = WatchTiming(timeout_seconds=config.watch_timeout_seconds)
+        self._api = api.load_api_client(kubeconfig=kubeconfig)
         self._metrics = metrics
         self._notify: Callable[[], None] = lambda: None
         ns = config.namespace
         if not config.secret_selector and not config.secret_names:
             log.warning("no --secret-selector or --secret-names: only env users are synced")
-        self._secret_watchers: list[kube.Watcher] = []
+        self._secret_watchers: list[Watcher] = []
         if config.secret_selector:
             self._secret_watchers.append(
-                self._watcher(kube.Collection("secrets", ns, config.secret_selector))
+                self._watcher(Collection("secrets", ns, config.secret_selector))
             )
         for name in config.secret_names:
             self._secret_watchers.append(
-                self._watcher(
-                    kube.Collection("secrets", ns, field_selector=f"metadata.name={name}")
-                )
+                self._watcher(Collection("secrets", ns, field_selector=f"metadata.name={name}"))
             )
         self.watchers = list(self._secret_watchers)
         services = slices = primary_slices = None
         if not static_backends:
-            services = self._watcher(kube.Collection("services", ns))
+            services = self._watcher(Collection("services", ns))
             self.watchers.append(services)
             if config.replica_service:
                 slices = self._slices(config.replica_service)
@@ -112,14 +115,14 @@ class KubeSource:
             if config.topology and config.primary_service:
                 primary_slices = self._slices(config.primary_service)
                 self.watchers.append(primary_slices)
-        self._tls_watcher: kube.Watcher | None = None
+        self._tls_watcher: Watcher | None = None
         if config.tls_secret:
             self._tls_watcher = self._watcher(
-                kube.Collection("secrets", ns, field_selector=f"metadata.name={config.tls_secret}")
+                Collection("secrets", ns, field_selector=f"metadata.name={config.tls_secret}")
             )
             self.watchers.append(self._tls_watcher)
         self._tls = tls(self._tls_data if self._tls_watcher else None)
-        self._recorder = kube.EventRecorder(self._api, namespace=ns, pod_name=config.pod_name)
+        self._recorder = EventRecorder(self._api, namespace=ns, pod_name=config.pod_name)
         self._credentials = kube_snapshot(
             names=KubeNames(
                 ns,
@@ -133,7 +136,7 @@ class KubeSource:
             services=services.snapshot if services else list,
             slices=slices.snapshot if slices else list,
             primary_slices=primary_slices.snapshot if primary_slices else list,
-            secret_data=kube.secret_data,
+            secret_data=api.secret_data,
             static_backends=static_backends,
         )
         for kind in {w.collection.kind for w in self.watchers}:
@@ -141,8 +144,8 @@ class KubeSource:
             for reason in ("gone", "stream"):
                 metrics.watch_restarts.labels(kind, reason)  # present from the start, at 0
 
-    def _watcher(self, collection: kube.Collection) -> kube.Watcher:
-        return kube.Watcher(
+    def _watcher(self, collection: Collection) -> Watcher:
+        return Watcher(
             self._api,
             collection,
             notify=lambda: self._notify(),  # noqa: PLW0108 - bound at start()
@@ -150,9 +153,9 @@ class KubeSource:
             timeout_seconds=self.config.watch_timeout_seconds,
         )
 
-    def _slices(self, service: str) -> kube.Watcher:
+    def _slices(self, service: str) -> Watcher:
         return self._watcher(
-            kube.Collection(
+            Collection(
                 "endpointslices",
                 self.config.namespace,
                 label_selector=f"kubernetes.io/service-name={service}",
@@ -169,7 +172,7 @@ class KubeSource:
     def _tls_data(self) -> dict[str, bytes] | None:
         assert self._tls_watcher is not None
         objs = self._tls_watcher.snapshot()
-        return kube.secret_data(objs[0]) if objs else None
+        return api.secret_data(objs[0]) if objs else None
 
     def _staleness(self, kind: str) -> Callable[[], float]:
         same = [w for w in self.watchers if w.collection.kind == kind]
@@ -178,18 +181,18 @@ class KubeSource:
     # -- Source -------------------------------------------------------------------------
     def start(self, notify: Callable[[], None]) -> None:
         """Start every watch and wait until each has listed once or been refused (then the
-        snapshot is None until it is allowed). Raises kube.ApiUnavailable when the server does
+        snapshot is None until it is allowed). Raises errors.ApiUnavailable when the server does
         not serve a watched API, or never answers."""
         self._notify = notify
-        sync_timeout = max(30.0, self.config.watch_timeout_seconds * 1.1 + 5)
+        sync_timeout = self._timing.first_list_within
         for w in self.watchers:
             w.start()
         for w in self.watchers:
             settled = w.settled.wait(sync_timeout)
             if w.failed:
-                raise kube.ApiUnavailable(w.failed)
+                raise errors.ApiUnavailable(w.failed)
             if not settled:
-                raise kube.ApiUnavailable(
+                raise errors.ApiUnavailable(
                     f"--kube: could not list {w.collection.describe()} within "
                     f"{sync_timeout:.0f}s: is the API server reachable?"
                 )
@@ -209,7 +212,7 @@ class KubeSource:
         )
 
     def healthy(self) -> tuple[bool, str]:
-        limit = self.config.watch_timeout_seconds * 2 + 30
+        limit = self._timing.stale_after
         for w in self.watchers:
             if w.failed:
                 return False, w.failed
@@ -231,9 +234,9 @@ class KubeSource:
             )
         self._recorder.event(reason=reason, message=str(problem), warning=warning)
 
-    def deployments(self) -> kube.Deployments:
+    def deployments(self) -> Deployments:
         """The API calls of ``--restart-policy rollout``, on this source's client."""
-        return kube.Deployments(self._api, namespace=self.config.namespace)
+        return Deployments(self._api, namespace=self.config.namespace)
 
     def stop(self) -> None:
         for w in self.watchers:

@@ -1,7 +1,7 @@
 """Topology drills: a steady stream of new sessions through real pgpool while the cluster changes
 shape under it, with `pgpoolsync run --kube` (real client, API double) mirroring the Services.
 
-Each backend sits behind a kube-proxy-like forwarder (tests/forwarder.py) that the API double's
+Each backend sits behind a kube-proxy-like forwarder (devcluster/forwarder.py) that the API double's
 Service points at. A drill changes the cluster (drops the replica's packets, switches over),
 updates the EndpointSlices as the operator and Kubernetes would, and records every session: when
 it started, how long it took, whether it worked. Shared by tests/test_topology_real.py and
@@ -21,11 +21,12 @@ from typing import Any
 
 import psycopg
 
-from devcluster import PgCluster, Pgpool
-from tests import netfault
-from tests.forwarder import Forwarder
-from tests.kubeapi import KubeApiDouble, endpoint_slice, secret, service
-from tests.pgpool_helpers import RunProcess, wait_until
+from devcluster import PgCluster, Pgpool, netfault
+from devcluster.forwarder import Forwarder
+from devcluster.kubeapi import KubeApiDouble
+from devcluster.kubeobjects import endpoint_slice, secret, service
+from devcluster.ports import wait_until
+from devcluster.runprocess import RunProcess
 
 USER, PASSWORD, DB = "drill_app", "drill-pw", "drill"  # not `postgres`: pgpool pools it never
 

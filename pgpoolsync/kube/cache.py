@@ -1,6 +1,6 @@
 """A watch cache as pure steps: list results and watch events in, the next cache out.
 
-``Watcher`` (sources/kube.py) does the HTTP; what a list or an event means for the cache is
+``Watcher`` (kube/watch.py) does the HTTP; what a list or an event means for the cache is
 decided here, on plain dicts, so it is tested with plain values: ADDED/MODIFIED put, DELETED
 pops, BOOKMARK only moves the resourceVersion, ERROR 410 means relist, other ERRORs are API
 errors. resourceVersions are opaque: compared for equality only, never ordered.

@@ -3,8 +3,8 @@
 kubeconfig, a kubeconfig holding a ServiceAccount's token, and a Service address on loopback.
 
 A Service's clusterIP is made reachable from this host as kube-proxy would make it reachable from
-a pod: the address is added to ``lo`` and a forwarder listens there (tests/forwarder.py). Nothing
-is left behind: ``ServiceVip.close`` removes the address.
+a pod: the address is added to ``lo`` and a forwarder listens there (devcluster/forwarder.py).
+Nothing is left behind: ``ServiceVip.close`` removes the address.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.forwarder import Forwarder
+from devcluster.forwarder import Forwarder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,12 +116,10 @@ class KubeCluster:
         subprocess.run(["bash", kube, "restart", str(self.dir), name, signal], check=True)
 
     def _etcd(self, path: str, body: dict[str, Any]) -> Any:
-        import urllib.request
-
-        req = urllib.request.Request(
+        req = urllib.request.Request(  # noqa: S310 - etcd_url is .ci/kube's http://127.0.0.1
             self.etcd_url + path, data=json.dumps(body).encode(), method="POST"
         )
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the same
             return json.loads(resp.read())
 
     def compact_etcd(self) -> int:

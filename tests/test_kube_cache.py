@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgpoolsync.sources.cache import apply_event, from_list
+from pgpoolsync.kube.cache import apply_event, from_list
 
 
 def obj(name: str, rv: str, **data: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Real primary + streaming replica (the replica streams over 127.0.0.1, so the primary's
 ``pg_stat_replication.client_addr`` is the address its EndpointSlice entry has), real pgpool,
-`pgpoolsync run --kube` against the API double (tests/drills.py's Rig; both pods on 127.0.0.1).
+`pgpoolsync run --kube` against the API double (devcluster/drills.py's Rig; both pods on 127.0.0.1).
 Writes through pgpool every 50 ms (one session; each id's commit time recorded); a read of
 ``max(id)`` in a new session every 100 ms (pgpool load-balances about half to node 1); replay
 paused on the replica with ``pg_wal_replay_pause()`` for ``pause`` seconds, then resumed; writes
@@ -23,9 +23,8 @@ from typing import Any
 
 import psycopg
 
-from devcluster import PgCluster
-from tests import drills
-from tests.pgpool_helpers import wait_until
+from devcluster import PgCluster, drills
+from devcluster.ports import wait_until
 
 MONITOR, MONITOR_PASSWORD = "drill_monitor", "drill-monitor-pw"
 LOOPBACK = ("127.0.0.1", "127.0.0.1")

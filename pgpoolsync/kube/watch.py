@@ -1,154 +1,64 @@
-"""The Kubernetes API side: list+watch threads that keep caches of plain dicts, and Events.
+"""List+watch threads that keep caches of plain dicts, and every wait the watch timeout implies.
 
-The only ``import kubernetes``. One ``Watcher`` thread per watched collection lists, then watches
+One ``Watcher`` thread per watched collection lists, then watches
 from the list's resourceVersion with bookmarks and a server timeout (a longer client read timeout
 catches a silently dead socket). Objects stay raw JSON dicts (no model classes: faster, and the
 core sees plain data). On 410 Gone (HTTP status or ERROR event) the watcher relists and replaces
 its cache, so deletions missed while disconnected are seen; the official client's own 410 retry is
 off whenever ``timeout_seconds`` is passed, so it is handled here. Other errors back off (with
 Retry-After for 429) and resume from the last resourceVersion. Every change calls ``notify``.
-What an event does to the cache is the pure step in sources/cache.py.
+What an event does to the cache is the pure step in kube/cache.py.
 
 Refusals are named, once: 401/403 (credentials, RBAC) marks the watcher ``denied`` with the verb
 and resource in one log line, and it keeps retrying with backoff until the server allows it again;
 a 404 on a list means the server does not serve that API (EndpointSlices need Kubernetes
 ``MIN_KUBERNETES``): the watcher ``failed`` and stops.
+
+``WatchTiming`` is the one home of the formulas derived from the server-side watch timeout: the
+client read timeout, how long the first list may take, and when a watch counts as stale.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import kubernetes.client
-import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from pgpoolsync.core import rollout
-from pgpoolsync.sources import SourceUnavailable
-from pgpoolsync.sources import cache as watchcache
+from pgpoolsync.kube import cache as watchcache
+from pgpoolsync.kube.api import GROUPS, Obj, request
+from pgpoolsync.kube.errors import MIN_KUBERNETES, Gone
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
+@dataclass(frozen=True, kw_only=True)
+class WatchTiming:
+    """The waits derived from ``--watch-timeout-seconds`` (the server ends each watch then)."""
 
-class Gone(Exception):
-    """The resourceVersion is too old: relist."""
+    timeout_seconds: int
 
+    @property
+    def read_timeout(self) -> float:
+        """The client's read timeout: longer than the server's, to catch a silently dead socket."""
+        return self.timeout_seconds * 1.1 + 1
 
-class KubeConfigError(Exception):
-    """Neither an in-cluster service account nor a usable kubeconfig."""
+    @property
+    def first_list_within(self) -> float:
+        """How long start() waits for each watch's first list (or refusal)."""
+        return max(30.0, self.timeout_seconds * 1.1 + 5)
 
-
-class ApiUnavailable(SourceUnavailable):
-    """The API server does not serve what is watched, or never answered the first list."""
-
-
-# discovery.k8s.io/v1 EndpointSlices are served from Kubernetes 1.21 on.
-MIN_KUBERNETES = "1.21"
-
-
-def load_api_client(*, kubeconfig: str | None) -> kubernetes.client.ApiClient:
-    """In-cluster config first (unless a kubeconfig is named), then the kubeconfig."""
-    if not kubeconfig:
-        try:
-            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return kubernetes.client.ApiClient()
-        except kubernetes.config.ConfigException:
-            pass
-    cfg = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=cfg
-        )
-    except (kubernetes.config.ConfigException, OSError, ValueError) as exc:
-        # Only the config library's own message: a parser's could quote the file (a token).
-        why = str(exc).splitlines()[0] if isinstance(exc, kubernetes.config.ConfigException) else ""
-        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "no in-cluster service account"
-        raise KubeConfigError(
-            f"--kube: cannot reach the Kubernetes API ({where}; kubeconfig: "
-            f"{why or type(exc).__name__}). Run inside a Pod with a service account, or pass "
-            "--kubeconfig FILE"
-        ) from None
-    return kubernetes.client.ApiClient(cfg)
-
-
-GROUPS = {
-    "endpointslices": "discovery.k8s.io/v1",
-    "replicasets": "apps/v1",
-    "deployments": "apps/v1",
-}
-
-PATHS = {
-    "secrets": "/api/v1/namespaces/{namespace}/secrets",
-    "services": "/api/v1/namespaces/{namespace}/services",
-    "endpointslices": "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-    "events": "/api/v1/namespaces/{namespace}/events",
-    "pods": "/api/v1/namespaces/{namespace}/pods",
-    "replicasets": "/apis/apps/v1/namespaces/{namespace}/replicasets",
-    "deployments": "/apis/apps/v1/namespaces/{namespace}/deployments",
-}
-
-
-def request(
-    api: kubernetes.client.ApiClient,
-    method: str,
-    kind: str,
-    namespace: str,
-    *,
-    query: list[tuple[str, str]] | None = None,
-    body: Obj | None = None,
-    timeout: tuple[float, float] | None = None,
-    name: str | None = None,
-    content_type: str = "application/json",
-) -> urllib3.BaseHTTPResponse:
-    """One API call through the client's configuration, auth and REST layer; the raw response.
-
-    The generated ``CoreV1Api`` is not used: importing it builds hundreds of pydantic models,
-    which took 1 s of a 2 s start, and the answers are read as plain JSON anyway. Non-2xx
-    raises ``ApiException`` as the generated methods do.
-    """
-    headers = {"Accept": "application/json"}
-    if body is not None:
-        headers["Content-Type"] = content_type
-    path, params = PATHS[kind], {"namespace": namespace}
-    if name is not None:
-        path, params["name"] = path + "/{name}", name
-    method, url, headers, payload, post = api.param_serialize(
-        method=method,
-        resource_path=path,
-        path_params=params,
-        query_params=query or [],
-        header_params=headers,
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    resp = api.call_api(
-        method, url, header_params=headers, body=payload, post_params=post, _request_timeout=timeout
-    )
-    if not 200 <= resp.status <= 299:
-        resp.read()  # type: ignore[no-untyped-call]
-        raise ApiException.from_response(http_resp=resp, body=None, data=None)
-    raw: urllib3.BaseHTTPResponse = resp.response
-    return raw
-
-
-def in_cluster_namespace() -> str | None:
-    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
+    @property
+    def stale_after(self) -> float:
+        """Seconds without progress after which a watch is unhealthy (/healthz)."""
+        return self.timeout_seconds * 2 + 30
 
 
 @dataclass(frozen=True)
@@ -184,7 +94,7 @@ class Watcher:
         self._notify = notify
         self._on_restart = on_restart
         self.timeout_seconds = timeout_seconds
-        self.read_timeout = timeout_seconds * 1.1 + 1
+        self.read_timeout = WatchTiming(timeout_seconds=timeout_seconds).read_timeout
         self._backoff_max = backoff_max
         self._clock = clock
         self._lock = threading.Lock()
@@ -383,125 +293,3 @@ class Watcher:
                 wait = 1.0
         log.warning("watch %s: API error %s; retrying", self.collection.describe(), status)
         return (f"http_{status}" if status else "error"), wait
-
-
-def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
-    """A Secret's data, base64-decoded (stringData is folded into data by the API server)."""
-    out: dict[str, bytes] = {}
-    for key, value in (secret.get("data") or {}).items():
-        try:
-            out[key] = base64.b64decode(value or "", validate=True)
-        except ValueError:
-            out[key] = b"\xff"  # not decodable: reported by the model as invalid UTF-8
-    return out
-
-
-class EventRecorder:
-    """Posts core/v1 Events about a Pod (or the offending Secret); repeats are rate-limited."""
-
-    def __init__(
-        self,
-        api: kubernetes.client.ApiClient,
-        *,
-        namespace: str,
-        pod_name: str | None,
-        component: str = "pgpoolsync",
-        clock: Callable[[], float] = time.monotonic,
-        quiet_seconds: float = 600,
-    ) -> None:
-        self._api = api
-        self.namespace = namespace
-        self.pod_name = pod_name
-        self.component = component
-        self._clock = clock
-        self._quiet = quiet_seconds
-        self._sent: dict[tuple[str, str, str], float] = {}
-
-    def event(
-        self,
-        *,
-        reason: str,
-        message: str,
-        kind: str = "Pod",
-        name: str | None = None,
-        warning: bool = True,
-    ) -> None:
-        name = name or self.pod_name
-        if not name:
-            return
-        key = (kind, name, reason + message)
-        now = self._clock()
-        if now - self._sent.get(key, -1e18) < self._quiet:
-            return
-        self._sent[key] = now
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        body: Any = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{name}.", "namespace": self.namespace},
-            "involvedObject": {
-                "apiVersion": "apps/v1" if kind == "Deployment" else "v1",
-                "kind": kind,
-                "name": name,
-                "namespace": self.namespace,
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": self.component},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        try:
-            request(
-                self._api, "POST", "events", self.namespace, body=body, timeout=(5, 10)
-            ).drain_conn()
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-            log.warning(
-                "could not post Event %s on %s/%s: %s",
-                reason,
-                kind,
-                name,
-                getattr(exc, "status", type(exc).__name__),
-            )
-
-
-class Deployments:
-    """The calls a rollout makes, and no others (the Role in manifests/base allows exactly
-    these): get this pod and its ReplicaSet, get and merge-patch the owning Deployment."""
-
-    def __init__(self, api: kubernetes.client.ApiClient, *, namespace: str) -> None:
-        self._api = api
-        self.namespace = namespace
-
-    def _call(self, method: str, kind: str, name: str, body: Obj | None = None) -> Obj:
-        try:
-            resp = request(
-                self._api,
-                method,
-                kind,
-                self.namespace,
-                name=name,
-                body=body,
-                timeout=(5, 10),
-                content_type="application/merge-patch+json",
-            )
-            try:
-                out: Obj = json.loads(resp.data)
-            finally:
-                resp.release_conn()
-        except ApiException as exc:
-            reason = exc.reason or ""
-            raise rollout.ApiError(
-                int(exc.status or 0), f"{method} {kind}/{name}: {exc.status} {reason}".strip()
-            ) from None
-        except (urllib3.exceptions.HTTPError, OSError, json.JSONDecodeError) as exc:
-            raise rollout.ApiError(0, f"{method} {kind}/{name}: {type(exc).__name__}") from None
-        return out
-
-    def get(self, kind: str, name: str) -> Obj:
-        return self._call("GET", kind, name)
-
-    def patch_deployment(self, name: str, body: Obj) -> Obj:
-        return self._call("PATCH", "deployments", name, body)

@@ -1,40 +1,30 @@
-"""An HTTP double of the Kubernetes API for Secrets, Services, EndpointSlices, Events, and the
-Pods, ReplicaSets and Deployments a rollout reads and patches.
-
-It behaves like the real API server where pgpoolsync depends on it: a global, increasing
-resourceVersion; list with label and field selectors returning the list's resourceVersion; watch
-from a resourceVersion (replaying what happened since, as chunked JSON lines), an object leaving
-a selector arriving as DELETED, periodic BOOKMARKs when asked for, ``timeoutSeconds`` ending the
-stream cleanly, and 410 Gone (an ERROR event) for a resourceVersion older than the compaction
-point. A GET by name returns the object (404 when there is none); a merge patch
-(``application/merge-patch+json``) carrying ``metadata.resourceVersion`` fails with 409 Conflict
-when the object changed since. Every call is recorded as (verb, API group, resource, name) so
-tests can hold the calls against the Role. Faults can be injected: HTTP 500, 429 with
-Retry-After, a stream dropped mid-event, a stall. Refusals as the real server answers them: 401
-for a bearer token other than ``token``, 403 for a (verb, resource) in ``forbidden`` (RBAC), 404
-for a group in ``unserved_groups`` (an older server). tests/test_kube_contract.py runs the same
-watcher tests against this double and the real kube-apiserver.
-
-Where it is still kinder than the real server (seen on 1.37): object names are not validated (a
-Secret named ``x_y`` is refused there), a stopping server sends no last BOOKMARK, and it never
-answers a watch 403 for a moment after a restart.
-"""
+"""The API double's HTTP side: routing a path to (namespace, resource, name), the refusals (401,
+403, 404 for an unserved group), GET/PATCH/POST, lists, and watch streams with BOOKMARKs, 410
+Gone and injected faults. One handler class for every double; the double is the server's."""
 
 from __future__ import annotations
 
 import copy
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
-Obj = dict[str, Any]
+from devcluster.kubeobjects import (
+    GROUP,
+    KIND,
+    LIST_KIND,
+    Obj,
+    match_fields,
+    match_labels,
+    merge_patch,
+)
+
+if TYPE_CHECKING:
+    from devcluster.kubeapi import Fault, KubeApiDouble
 
 _PATHS = [
     (
@@ -52,206 +42,9 @@ _PATHS = [
         "discovery.k8s.io/v1",
     ),
 ]
-_LIST_KIND = {
-    "secrets": "SecretList",
-    "services": "ServiceList",
-    "endpointslices": "EndpointSliceList",
-    "events": "EventList",
-    "pods": "PodList",
-    "replicasets": "ReplicaSetList",
-    "deployments": "DeploymentList",
-}
-_GROUP = {"endpointslices": "discovery.k8s.io", "replicasets": "apps", "deployments": "apps"}
-_KIND = {
-    "secrets": "Secret",
-    "services": "Service",
-    "endpointslices": "EndpointSlice",
-    "events": "Event",
-    "pods": "Pod",
-    "replicasets": "ReplicaSet",
-    "deployments": "Deployment",
-}
 
 
-def match_labels(selector: str | None, labels: dict[str, str]) -> bool:
-    """Equality-based selectors: ``a=b``, ``a==b``, ``a!=b``, ``a`` (exists), ``!a``."""
-    if not selector:
-        return True
-    for raw in selector.split(","):
-        term = raw.strip()
-        if not term:
-            continue
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:].strip() in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
-
-
-def match_fields(selector: str | None, obj: Obj) -> bool:
-    if not selector:
-        return True
-    meta = obj.get("metadata", {})
-    for term in selector.split(","):
-        negate = "!=" in term
-        k, v = term.replace("!=", "=").replace("==", "=").split("=", 1)
-        actual = {
-            "metadata.name": meta.get("name"),
-            "metadata.namespace": meta.get("namespace"),
-        }.get(k.strip())
-        if (actual == v.strip()) == negate:
-            return False
-    return True
-
-
-@dataclass
-class Fault:
-    """A fault for the next matching request: status (500/429), 'drop' or 'stall'."""
-
-    kind: str | None  # resource plural, None = any
-    watch: bool | None  # only watch (True), only list (False), or either (None)
-    action: str  # "status" | "drop" | "stall"
-    status: int = 500
-    retry_after: int | None = None
-    after_events: int = 0  # for "drop": send this many whole events first
-
-
-@dataclass
-class Store:
-    rv: int = 1000
-    objects: dict[tuple[str, str], dict[str, Obj]] = field(default_factory=dict)
-    log: list[tuple[int, str, str, str, Obj, Obj | None]] = field(default_factory=list)
-    compacted: int = 0
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    faults: list[Fault] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-    timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, what)
-    events: list[Obj] = field(default_factory=list)
-    calls: list[tuple[str, str, str, str | None]] = field(default_factory=list)
-    patches: list[tuple[str, str, Obj]] = field(default_factory=list)  # accepted: kind, name, body
-
-
-class KubeApiDouble:
-    def __init__(self, *, bookmark_interval: float = 1.0, token: str | None = None) -> None:
-        self.store = Store()
-        self.token = token  # when set, any other bearer token (or none) gets 401
-        self.forbidden: set[tuple[str, str]] = set()  # (verb, resource) answered 403, as RBAC
-        self.unserved_groups: set[str] = set()  # API groups answered 404, as an older server
-        self.bookmark_interval = bookmark_interval
-        self._server = _Server(self)
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._stopping = threading.Event()
-        self._epoch = 0
-
-    def start(self) -> KubeApiDouble:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self.store.cond:
-            self.store.cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def write_kubeconfig(self, path: Path, *, namespace: str = "default") -> Path:
-        path.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "double",
-                    "clusters": [{"name": "double", "cluster": {"server": self.url}}],
-                    "users": [
-                        {"name": "double", "user": {"token": self.token} if self.token else {}}
-                    ],
-                    "contexts": [
-                        {
-                            "name": "double",
-                            "context": {
-                                "cluster": "double",
-                                "user": "double",
-                                "namespace": namespace,
-                            },
-                        }
-                    ],
-                }
-            )
-        )
-        return path
-
-    # -- test-side mutations ---------------------------------------------------------------
-    def put(self, kind: str, obj: Obj) -> Obj:
-        obj = copy.deepcopy(obj)
-        meta = obj.setdefault("metadata", {})
-        ns = meta.setdefault("namespace", "default")
-        st = self.store
-        with st.cond:
-            bucket = st.objects.setdefault((kind, ns), {})
-            old = bucket.get(meta["name"])
-            st.rv += 1
-            meta["resourceVersion"] = str(st.rv)
-            meta.setdefault("uid", f"uid-{meta['name']}-{st.rv}")
-            group = _GROUP.get(kind)
-            obj.setdefault("apiVersion", f"{group}/v1" if group else "v1")
-            obj.setdefault("kind", _KIND[kind])
-            bucket[meta["name"]] = obj
-            st.log.append((st.rv, "MODIFIED" if old else "ADDED", kind, ns, obj, old))
-            st.cond.notify_all()
-        return obj
-
-    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
-        st = self.store
-        with st.cond:
-            obj = st.objects.get((kind, namespace), {}).pop(name, None)
-            if obj is None:
-                return
-            st.rv += 1
-            gone = copy.deepcopy(obj)
-            gone["metadata"]["resourceVersion"] = str(st.rv)
-            st.log.append((st.rv, "DELETED", kind, namespace, gone, obj))
-            st.cond.notify_all()
-
-    def compact(self) -> None:
-        """Forget history: watches from any older resourceVersion get 410 Gone."""
-        with self.store.cond:
-            self.store.compacted = self.store.rv
-            self.store.log.clear()
-            self.store.cond.notify_all()
-
-    def inject(self, fault: Fault) -> None:
-        with self.store.cond:
-            self.store.faults.append(fault)
-
-    def drop_watches(self) -> None:
-        """Close every open watch stream (like an API server restart)."""
-        with self.store.cond:
-            self._epoch += 1
-            self.store.cond.notify_all()
-
-    # -- HTTP ------------------------------------------------------------------------------
-    def _take_fault(self, kind: str, watch: bool) -> Fault | None:
-        with self.store.cond:
-            for i, f in enumerate(self.store.faults):
-                if (f.kind in (None, kind)) and (f.watch is None or f.watch == watch):
-                    return self.store.faults.pop(i)
-        return None
-
-
-class _Server(ThreadingHTTPServer):
+class Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, double: KubeApiDouble) -> None:
@@ -267,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
     instance); the double is the server's."""
 
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Server
 
     @property
     def double(self) -> KubeApiDouble:
@@ -321,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
         if verb is None:
             watch = q.get("watch", ["false"])[0] in ("true", "1")
             verb = "watch" if watch else "get" if name else "list"
-        group = _GROUP.get(kind, "")
+        group = GROUP.get(kind, "")
         self.double.store.calls.append((verb, group, kind, name))
         double = self.double
         if group in double.unserved_groups:
@@ -428,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
         if name:
             fields = ",".join(x for x in (fields, f"metadata.name={name}") if x)
         if watch:
-            self._watch(ns, kind, labels, fields, q, fault)
+            self._watch(ns=ns, kind=kind, labels=labels, fields=fields, q=q, fault=fault)
         else:
             self._list(ns, kind, labels, fields)
 
@@ -446,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
             ]
             data = json.dumps(
                 {
-                    "kind": _LIST_KIND[kind],
+                    "kind": LIST_KIND[kind],
                     "apiVersion": "v1",
                     "metadata": {"resourceVersion": str(st.rv)},
                     "items": items,
@@ -460,6 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _watch(
         self,
+        *,
         ns: str,
         kind: str,
         labels: str | None,
@@ -479,7 +273,15 @@ class _Handler(BaseHTTPRequestHandler):
             if fault and fault.action == "stall":
                 time.sleep(min(timeout * 2 + 5, 120))
                 return
-            for event in self._stream(ns, kind, labels, fields, rv_param, timeout, bookmarks):
+            for event in self._stream(
+                ns=ns,
+                kind=kind,
+                labels=labels,
+                fields=fields,
+                rv_param=rv_param,
+                timeout=timeout,
+                bookmarks=bookmarks,
+            ):
                 line = json.dumps(event).encode() + b"\n"
                 if fault and fault.action == "drop" and sent >= fault.after_events:
                     self._chunk(line[: len(line) // 2])
@@ -496,6 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(
         self,
+        *,
         ns: str,
         kind: str,
         labels: str | None,
@@ -573,135 +376,8 @@ class _Handler(BaseHTTPRequestHandler):
                 yield {
                     "type": "BOOKMARK",
                     "object": {
-                        "kind": _KIND[kind],
+                        "kind": KIND[kind],
                         "apiVersion": "v1",
                         "metadata": {"resourceVersion": str(pos)},
                     },
                 }
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (what ``application/merge-patch+json`` does)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
-
-
-def deployment(name: str, *, namespace: str = "default", replicas: int = 2) -> Obj:
-    return {
-        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-deploy-{name}"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}},
-        },
-    }
-
-
-def replica_set(name: str, deployment_name: str, *, namespace: str = "default") -> Obj:
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": deployment_name,
-                    "uid": f"uid-deploy-{deployment_name}",
-                    "controller": True,
-                }
-            ],
-        }
-    }
-
-
-def pod(
-    name: str,
-    replica_set_name: str,
-    *,
-    namespace: str = "default",
-    annotations: dict[str, str] | None = None,
-) -> Obj:
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "annotations": dict(annotations or {}),
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "ReplicaSet",
-                    "name": replica_set_name,
-                    "uid": f"uid-rs-{replica_set_name}",
-                    "controller": True,
-                }
-            ],
-        }
-    }
-
-
-def secret(
-    name: str,
-    data: dict[str, str],
-    *,
-    labels: dict[str, str] | None = None,
-    namespace: str = "default",
-) -> Obj:
-    import base64
-
-    return {
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "type": "Opaque",
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-
-
-def service(
-    name: str,
-    *,
-    port: int = 5432,
-    cluster_ip: str = "10.0.0.1",
-    port_name: str = "postgres",
-    namespace: str = "default",
-) -> Obj:
-    return {
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "clusterIP": cluster_ip,
-            "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
-        },
-    }
-
-
-def endpoint_slice(
-    name: str,
-    service_name: str,
-    addresses: list[tuple[str, bool]],
-    namespace: str = "default",
-    *,
-    pods: list[tuple[str, str]] | None = None,
-    ports: list[tuple[str, int]] | None = None,
-) -> Obj:
-    """``pods``: a (name, uid) targetRef per address, in order; ``ports``: (name, port)."""
-    endpoints: list[Obj] = [{"addresses": [a], "conditions": {"ready": r}} for a, r in addresses]
-    for ep, (pod_name, uid) in zip(endpoints, pods or [], strict=False):
-        ep["targetRef"] = {"kind": "Pod", "name": pod_name, "namespace": namespace, "uid": uid}
-    out: Obj = {
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"kubernetes.io/service-name": service_name},
-        },
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-    }
-    if ports is not None:
-        out["ports"] = [{"name": n, "port": p, "protocol": "TCP"} for n, p in ports]
-    return out
