@@ -4,7 +4,7 @@ shape under it, with `pgpoolsync run --kube` (real client, API double) mirroring
 Each backend sits behind a kube-proxy-like forwarder (devcluster/forwarder.py) that the API double's
 Service points at. A drill changes the cluster (drops the replica's packets, switches over),
 updates the EndpointSlices as the operator and Kubernetes would, and records every session: when
-it started, how long it took, whether it worked. Shared by tests/test_topology_real.py and
+it started, how long it took, whether it worked. Shared by tests/real/test_topology_real.py and
 bench/failover.py; ``topology=False`` runs the same drill with pgpoolsync's topology handling
 off (the files alone, as pgpool2_on_k8s runs), the baseline that must fail.
 """

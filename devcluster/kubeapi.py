@@ -12,7 +12,7 @@ when the object changed since. Every call is recorded as (verb, API group, resou
 tests can hold the calls against the Role. Faults can be injected: HTTP 500, 429 with
 Retry-After, a stream dropped mid-event, a stall. Refusals as the real server answers them: 401
 for a bearer token other than ``token``, 403 for a (verb, resource) in ``forbidden`` (RBAC), 404
-for a group in ``unserved_groups`` (an older server). tests/test_kube_contract.py runs the same
+for a group in ``unserved_groups`` (an older server). tests/kube/test_kube_contract.py runs the same
 watcher tests against this double and the real kube-apiserver.
 
 Where it is still kinder than the real server (seen on 1.37): object names are not validated (a

@@ -8,7 +8,7 @@ Writes through pgpool every 50 ms (one session; each id's commit time recorded);
 paused on the replica with ``pg_wal_replay_pause()`` for ``pause`` seconds, then resumed; writes
 go on for ``after`` seconds, then stop for ``idle`` seconds while the reads go on. A read's
 staleness: how long before it started the first write it does not see had committed. Shared by
-tests/test_lag_real.py and bench/failover.py; ``max_lag=None`` runs without the gate.
+tests/real/test_lag_real.py and bench/failover.py; ``max_lag=None`` runs without the gate.
 """
 
 from __future__ import annotations

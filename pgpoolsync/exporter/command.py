@@ -4,7 +4,7 @@ Owns the exporter's command line (pgpool2_exporter's ``DATA_SOURCE_*`` environme
 ``--hold-connection-seconds`` that lets pgpool's smart shutdown finish) and its main loop.
 ``main`` is what the console script runs for this command: it loads the exporter, psycopg and
 the standard library, nothing of ``render``/``run`` (no core, jinja2, cryptography, kubernetes
-or prometheus_client; tests/test_architecture.py checks the running process).
+or prometheus_client; tests/unit/test_architecture.py checks the running process).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pgpoolsync.core import lag
 from pgpoolsync.core.lag import Gate, Reading
 from pgpoolsync.settings import UsageError, parse
 from tests.fakes import FakePgpool, make_loop, value
-from tests.test_topology import Cluster
+from tests.unit.test_topology import Cluster
 
 REPLICA = "10.0.0.2"
 

@@ -1,7 +1,7 @@
 """What `run --kube` says and does when the API server refuses it: an API it does not serve
 (Kubernetes older than 1.21), credentials refused (401), a verb missing from the Role (403);
 and `run --once` without a PCP user. Against the API double, which answers those as the real
-server does (tests/test_kube_real.py holds the same against kube-apiserver)."""
+server does (tests/kube/test_kube_real.py holds the same against kube-apiserver)."""
 
 from __future__ import annotations
 

@@ -5,11 +5,12 @@ Read from the source with ``ast`` (every import, including the lazy ones inside 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pgpoolsync"
+PACKAGE = Path(__file__).resolve().parents[2] / "pgpoolsync"
 
 # library → the only module (or, ending in "/", the only package) allowed to import it
 ONLY_IN = {
@@ -443,3 +444,24 @@ def test_devcluster_is_split_by_job_and_imports_nothing_from_tests() -> None:
         }
         assert "pgpoolsync" not in imported, path.name
         assert len(path.read_text().splitlines()) < 400, path.name  # read in one sitting
+
+
+TESTS = PACKAGE.parent / "tests"
+# A test file's folder says what it needs: unit (plain values, fakes, the API double, local
+# processes of our own), real (PostgreSQL and pgpool), containers (podman and the images), kube
+# (a real Kubernetes from .ci/kube; its contract module also runs against the API double).
+TIER_MARK = {"unit": None, "real": "real", "containers": "containers", "kube": "kube"}
+
+
+def test_every_test_file_sits_in_the_folder_of_its_tier_and_carries_its_marker() -> None:
+    assert not sorted(p.name for p in TESTS.glob("test_*.py")), "a test file outside a tier"
+    seen = 0
+    for tier, mark in TIER_MARK.items():
+        for path in sorted((TESTS / tier).glob("test_*.py")):
+            seen += 1
+            marks = set(re.findall(r"pytest\.mark\.(real|containers|kube)\b", path.read_text()))
+            if mark is None:
+                assert not marks, f"{path.name} is in unit/ but marked {marks}"
+            else:
+                assert marks == {mark}, f"{path.name} is in {tier}/ but marked {marks or 'nothing'}"
+    assert seen == len(list(TESTS.rglob("test_*.py")))

@@ -178,7 +178,7 @@ def test_healthz_and_watch_metrics(live: tuple[Pgpool, RunProcess, KubeApiDouble
 def test_every_dashboard_query_uses_a_metric_pgpoolsync_run_emits(
     live: tuple[Pgpool, RunProcess, KubeApiDouble],
 ) -> None:
-    from tests.test_exporter_real import dashboard_metrics
+    from tests.real.test_exporter_real import dashboard_metrics
 
     _, run, _ = live
     text = run.get("/metrics")[1]

@@ -18,7 +18,7 @@ from pgpoolsync.flags import build_parser
 from pgpoolsync.settings import env_name
 from pgpoolsync.sources import env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir())
 K8S_VERSION = "1.32.0"
 
@@ -119,7 +119,7 @@ def test_pgpoolsync_is_a_native_sidecar_that_renders_before_pgpool_starts() -> N
 @pytest.mark.parametrize("overlay", ["pgo", "zalando"])
 def test_rbac_grants_exactly_the_calls_pgpoolsync_makes(overlay: str) -> None:
     """The watches list and watch (never get), Events are created, and a rollout gets its pod
-    and ReplicaSet and gets and patches its one Deployment (tests/test_rollout.py records
+    and ReplicaSet and gets and patches its one Deployment (tests/unit/test_rollout.py records
     those calls against the API double)."""
     objs = build(overlay)
     [role] = by_kind(objs, "Role")

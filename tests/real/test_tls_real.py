@@ -372,7 +372,7 @@ def test_a_renewed_certificate_rolls_the_deployment_once_and_the_new_pod_serves_
         assert new_run.metric("pgpoolsync_rollouts_requested_total") == 0
         assert len(api.store.patches) == 1
         # Every call both sidecars made is one the Role in manifests/base allows.
-        from tests.test_rollout import _role_allows
+        from tests.unit.test_rollout import _role_allows
 
         for call in set(api.store.calls):
             assert _role_allows(*call), call

@@ -193,7 +193,7 @@ def test_promtool_accepts_a_real_scrape(pool: Pgpool, exporter_url: str) -> None
         assert m.group(1) in PGPOOL2_EXPORTER_NAMES, f"promtool: {line}"
 
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "manifests" / "base" / "grafana-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "manifests" / "base" / "grafana-dashboard.json"
 
 
 def dashboard_metrics(prefix: str) -> set[str]:

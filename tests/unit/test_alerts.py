@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULE = ROOT / "manifests" / "base" / "prometheusrule.yaml"
-TESTS = Path(__file__).resolve().parent / "promtool" / "alerts_test.yaml"
+TESTS = Path(__file__).resolve().parents[1] / "promtool" / "alerts_test.yaml"
 
 
 def _rules_file(tmp_path: Path) -> Path:

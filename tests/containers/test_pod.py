@@ -43,8 +43,8 @@ from tests.podman import (
     podman,
     rendered,
 )
-from tests.test_images import pinned_pgpool
-from tests.test_run_kube import pgo_secret
+from tests.real.test_run_kube import pgo_secret
+from tests.unit.test_images import pinned_pgpool
 
 pytestmark = pytest.mark.containers
 

@@ -20,7 +20,7 @@ from pgpoolsync.kube.api import load_api_client
 from pgpoolsync.kube.deployments import Deployments
 from pgpoolsync.restart.rollout import Rollout, annotation
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CERT = tls.generate_self_signed(["pgpool"])
 
 
