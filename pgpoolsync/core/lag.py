@@ -16,7 +16,10 @@ value for a while after writes stop). The figure is at most one probe interval l
 
 The gate closes when every ready replica address is measured and over the threshold (all or
 nothing: one node stands for all replica pods), and opens once that has not been so for
-``settle`` seconds. A failed probe is reported and changes nothing: node 1 is never taken out
+``settle`` seconds. A ready replica the primary listed once and no longer lists (its stream
+broke; its pod is still Ready) keeps the replay position it was last seen at: it cannot have
+replayed WAL it never received, so its lag goes on growing while the primary writes, and a
+broken stream never reopens the gate. A failed probe is reported and changes nothing: node 1 is never taken out
 because the probe failed, and a closed gate stays closed until a probe shows the lag gone.
 """
 
@@ -48,6 +51,8 @@ class Gate:
     failed: bool = False  # the last probe failed
     error: str | None = None  # why, when it failed
     lags: tuple[tuple[str, float], ...] = ()  # seconds behind, per measured ready address
+    # The replay position each ready address was last listed with (the lowest of its standbys).
+    replayed: tuple[tuple[str, int], ...] = ()
     unmeasured: tuple[str, ...] = ()  # ready addresses with no standby row on the primary
     reason: str = ""  # why the gate is closed (or last closed)
     # (time, position) of the primary at the probes, oldest first; a position kept only while
@@ -86,15 +91,16 @@ def step(gate: Gate, reading: Reading, *, ready: Sequence[str], now: float) -> G
     history = gate.history
     if not history or history[-1][1] != reading.lsn:
         history = (*history, (now, reading.lsn))
-    by_address: dict[str, float] = {}
-    for address, replay in reading.replay:
-        lag = lag_of(history, replay, now=now)
-        by_address[address] = max(lag, by_address.get(address, 0.0))
     wanted = sorted(set(ready))
-    lags = tuple((a, by_address[a]) for a in wanted if a in by_address)
-    unmeasured = tuple(a for a in wanted if a not in by_address)
+    listed: dict[str, int] = {}
+    for address, replay in reading.replay:
+        listed[address] = min(replay, listed.get(address, replay))
+    # A ready address no longer listed keeps the position it was last listed with.
+    replayed = {**{a: r for a, r in gate.replayed if a in wanted}, **listed}
+    lags = tuple((a, lag_of(history, replayed[a], now=now)) for a in wanted if a in replayed)
+    unmeasured = tuple(a for a in wanted if a not in replayed)
     # Keep the positions some standby has not replayed yet (and the last one).
-    oldest = min((r for _, r in reading.replay), default=reading.lsn)
+    oldest = min(replayed.values(), default=reading.lsn)
     keep = [h for h in history[:-1] if h[1] > oldest][-(MAX_HISTORY - 1) :]
     history = (*keep, history[-1])
     lagging = bool(lags) and not unmeasured and all(lag > gate.threshold for _, lag in lags)
@@ -104,6 +110,7 @@ def step(gate: Gate, reading: Reading, *, ready: Sequence[str], now: float) -> G
         failed=False,
         error=None,
         lags=lags,
+        replayed=tuple(sorted((a, r) for a, r in replayed.items() if a in wanted)),
         unmeasured=unmeasured,
         history=history,
     )

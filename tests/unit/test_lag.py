@@ -73,6 +73,32 @@ def test_a_ready_replica_the_primary_does_not_list_keeps_the_gate_open() -> None
     assert gate.unmeasured == ("10.0.0.9",) and not gate.closed
 
 
+def test_a_lagging_replica_whose_stream_broke_keeps_the_gate_closed_while_the_primary_writes() -> (
+    None
+):
+    # Replay stopped at 100 while the primary writes every second: the gate closes at t=5.
+    probes = [(float(t), Reading(100 + 10 * t, ((REPLICA, 100),))) for t in range(6)]
+    gate = run(Gate(threshold=3, settle=3), probes)
+    assert gate.closed
+    # Then its stream breaks: the primary no longer lists it, its pod stays Ready.
+    gone = [(float(t), Reading(100 + 10 * t)) for t in range(6, 20)]
+    gate = run(gate, gone)
+    assert gate.closed and gate.unmeasured == ()
+    assert gate.lags == ((REPLICA, 18.0),)  # still growing from the WAL it never replayed
+
+
+def test_a_caught_up_replica_whose_stream_broke_under_an_idle_primary_is_not_lag() -> None:
+    gate = run(Gate(threshold=3), [(0.0, Reading(100, ((REPLICA, 100),)))])
+    gate = run(gate, [(float(t), Reading(100)) for t in range(1, 30)])
+    assert gate.lags == ((REPLICA, 0.0),) and not gate.closed
+
+
+def test_a_replica_never_listed_is_unmeasured_and_a_replica_no_longer_ready_is_forgotten() -> None:
+    gate = run(Gate(threshold=3), [(0.0, Reading(100, ((REPLICA, 100),)))])
+    gate = run(gate, [(1.0, Reading(110))], ready=("10.0.0.9",))
+    assert gate.unmeasured == ("10.0.0.9",) and gate.replayed == ()
+
+
 def test_a_failed_probe_changes_nothing_but_says_why() -> None:
     open_gate = Gate(threshold=3, lags=((REPLICA, 1.0),))
     after = lag.failed(open_gate, "primary pg:5432 as monitor: timeout", now=5.0)
