@@ -97,7 +97,8 @@ class RunSettings:
     deployment: str | None = None
     max_replica_lag: int = 0
     monitor_user: str | None = None
-    monitor_password: str | None = field(default=None, repr=False)
+    monitor_password: str | None = field(default=None, repr=False)  # as read at start
+    monitor_password_file: str | None = None  # re-read by the lag probe on each new connection
 
 
 def _monitor_login(ns: argparse.Namespace, *, kube: bool) -> tuple[str | None, str | None]:
@@ -168,6 +169,7 @@ def _run_settings(ns: argparse.Namespace, image: ImageEnv) -> RunSettings:
         max_replica_lag=int(ns.max_replica_lag),
         monitor_user=monitor_user,
         monitor_password=monitor_password,
+        monitor_password_file=ns.monitor_password_file or None,
     )
 
 

@@ -6,12 +6,13 @@ only this module and cli.py read Settings.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
 from pgpoolsync.core import build, model, tls
 from pgpoolsync.core.presets import PRESETS, Preset
-from pgpoolsync.envflags import UsageError
+from pgpoolsync.envflags import UsageError, read_password_file
 from pgpoolsync.pgpool import nodes, writer
 from pgpoolsync.pgpool.actuator import Actuator, PcpPgpool, Restarter
 from pgpoolsync.restart.rollout import DeploymentApi, Rollout
@@ -20,6 +21,8 @@ from pgpoolsync.settings import Common, RunSettings
 from pgpoolsync.sources.convert import TlsResult, keys_for
 from pgpoolsync.sources.dirsource import DirSource
 from pgpoolsync.sources.tlssource import tls_source
+
+log = logging.getLogger(__name__)
 
 
 def static_backends(common: Common) -> list[model.Backend]:
@@ -123,7 +126,34 @@ def lag_probe(run: RunSettings) -> nodes.LagProbe | None:
         return None
     from pgpoolsync.pgpool.lagprobe import LagProbe  # noqa: PLC0415 - psycopg only with the gate
 
-    return LagProbe(user=run.monitor_user, password=run.monitor_password)
+    return LagProbe(
+        user=run.monitor_user,
+        password=password_file_reader(
+            "--monitor-password-file", run.monitor_password_file, last=run.monitor_password
+        ),
+    )
+
+
+def password_file_reader(flag: str, path: str | None, *, last: str) -> Callable[[], str]:
+    """The password in ``path`` each time it is called (a mounted Secret changes in place); the
+    last good one while the file is unreadable or empty, with a warning naming the file."""
+    good = [last]
+
+    def read() -> str:
+        if path is None:
+            return good[0]
+        try:
+            text = read_password_file(flag, path)
+        except UsageError as exc:
+            log.warning("%s; using the last password read", exc)
+            return good[0]
+        if text:
+            good[0] = text
+        else:
+            log.warning("%s %s: empty; using the last password read", flag, path)
+        return good[0]
+
+    return read
 
 
 def restart_policy(run: RunSettings, *, rollout_api: DeploymentApi | None) -> Restarter | None:

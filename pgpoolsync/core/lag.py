@@ -19,8 +19,9 @@ nothing: one node stands for all replica pods), and opens once that has not been
 ``settle`` seconds. A ready replica the primary listed once and no longer lists (its stream
 broke; its pod is still Ready) keeps the replay position it was last seen at: it cannot have
 replayed WAL it never received, so its lag goes on growing while the primary writes, and a
-broken stream never reopens the gate. A failed probe is reported and changes nothing: node 1 is never taken out
-because the probe failed, and a closed gate stays closed until a probe shows the lag gone.
+broken stream never reopens the gate. A failed probe is reported and changes nothing: node 1
+is never taken out because the probe failed, and a closed gate stays closed until a probe shows
+the lag gone.
 """
 
 from __future__ import annotations

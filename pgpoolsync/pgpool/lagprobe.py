@@ -7,12 +7,14 @@ enough to read ``pg_stat_replication``'s positions and addresses) and answers a
 address changes or a query fails; short timeouts (connect, statement, and TCP: unacknowledged
 data and keepalives), because the probe runs on the loop's thread.
 The password goes to libpq as a keyword argument: never in argv, the environment or an error.
+It is asked for (``password()``: the mounted Secret's file, re-read) on every new connection,
+so a rotated monitoring password is used from the next connection on, without a restart.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -36,7 +38,12 @@ class LagProbeError(Exception):
 
 class LagProbe:
     def __init__(
-        self, *, user: str, password: str, dbname: str = "postgres", timeout: float = 2.0
+        self,
+        *,
+        user: str,
+        password: Callable[[], str],
+        dbname: str = "postgres",
+        timeout: float = 2.0,
     ) -> None:
         self._user = user
         self._password = password
@@ -49,14 +56,16 @@ class LagProbe:
         """Raises LagProbeError (the message names the primary, never the password)."""
         target = (params.get("backend_hostname0", ""), int(params.get("backend_port0", "5432")))
         where = f"primary {target[0]}:{target[1]} as {self._user}"
+        password = ""
         try:
             if self._conn is None or self._conn.closed or self._target != target:
                 self.close()
+                password = self._password()
                 self._conn = psycopg.connect(
                     host=target[0],
                     port=target[1],
                     user=self._user,
-                    password=self._password,
+                    password=password,
                     dbname=self._dbname,
                     autocommit=True,
                     connect_timeout=max(1, round(self._timeout)),
@@ -76,8 +85,8 @@ class LagProbe:
         except psycopg.Error as exc:
             self.close()
             text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            if self._password:
-                text = text.replace(self._password, "***")
+            if password:
+                text = text.replace(password, "***")
             raise LagProbeError(f"{where}: {text}") from None
         replay = tuple((str(a), int(r)) for _, a, r in rows if a is not None and r is not None)
         return Reading(lsn=int(rows[0][0]), replay=replay)

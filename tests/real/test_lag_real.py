@@ -68,11 +68,11 @@ def test_the_probe_reads_the_primary_and_a_failed_one_names_it_never_the_passwor
 
     lagdrill.stream_over_tcp(lag_cluster)
     params = {"backend_hostname0": "127.0.0.1", "backend_port0": str(lag_cluster.primary.port)}
-    probe = LagProbe(user=lagdrill.MONITOR, password=lagdrill.MONITOR_PASSWORD)
+    probe = LagProbe(user=lagdrill.MONITOR, password=lambda: lagdrill.MONITOR_PASSWORD)
     reading = probe(params)
     probe.close()
     assert reading.lsn > 0 and [a for a, _ in reading.replay] == ["127.0.0.1"]
-    bad = LagProbe(user=lagdrill.MONITOR, password="wrong-secret-4711")
+    bad = LagProbe(user=lagdrill.MONITOR, password=lambda: "wrong-secret-4711")
     with pytest.raises(LagProbeError) as err:
         bad(params)
     assert f"primary 127.0.0.1:{lag_cluster.primary.port} as {lagdrill.MONITOR}" in str(err.value)
@@ -80,6 +80,32 @@ def test_the_probe_reads_the_primary_and_a_failed_one_names_it_never_the_passwor
     standby = {**params, "backend_port0": str(lag_cluster.replica.port)}
     with pytest.raises(LagProbeError, match="recovery is in progress"):
         probe(standby)
+
+
+def test_a_rotated_monitoring_password_is_read_from_its_file_on_the_next_connection(
+    lag_cluster: PgCluster, tmp_path: Path
+) -> None:
+    from pgpoolsync.pgpool.lagprobe import LagProbe
+    from pgpoolsync.wiring import password_file_reader
+
+    lagdrill.stream_over_tcp(lag_cluster)
+    params = {"backend_hostname0": "127.0.0.1", "backend_port0": str(lag_cluster.primary.port)}
+    secret = tmp_path / "password"  # as kubelet keeps a mounted Secret's file
+    secret.write_text(lagdrill.MONITOR_PASSWORD)
+    flag = "--monitor-password-file"
+    probe = LagProbe(
+        user=lagdrill.MONITOR,
+        password=password_file_reader(flag, str(secret), last=lagdrill.MONITOR_PASSWORD),
+    )
+    try:
+        assert probe(params).lsn > 0
+        lag_cluster.set_role(lagdrill.MONITOR, "rotated-monitor-pw")
+        secret.write_text("rotated-monitor-pw\n")
+        probe.close()  # the next probe connects again, as after a dropped connection
+        assert probe(params).lsn > 0
+    finally:
+        probe.close()
+        lag_cluster.set_role(lagdrill.MONITOR, lagdrill.MONITOR_PASSWORD)
 
 
 def test_a_probe_to_a_primary_that_stopped_answering_fails_instead_of_holding_the_loop(
@@ -95,7 +121,7 @@ def test_a_probe_to_a_primary_that_stopped_answering_fails_instead_of_holding_th
     lagdrill.stream_over_tcp(lag_cluster)
     fwd = Forwarder(lag_cluster.primary.port)
     params = {"backend_hostname0": "127.0.0.1", "backend_port0": str(fwd.port)}
-    probe = LagProbe(user=lagdrill.MONITOR, password=lagdrill.MONITOR_PASSWORD)
+    probe = LagProbe(user=lagdrill.MONITOR, password=lambda: lagdrill.MONITOR_PASSWORD)
     outcome: list[object] = []
     try:
         assert probe(params).lsn > 0  # connected, kept

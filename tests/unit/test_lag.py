@@ -244,3 +244,21 @@ def test_the_monitoring_login_comes_from_env_twins_and_its_password_never_shows(
     empty.write_text("")
     with pytest.raises(UsageError, match=r"--monitor-password-file .*: empty"):
         parse([*BASE, "--monitor-user", "m", "--monitor-password-file", str(empty)], ENV)
+
+
+def test_the_monitoring_password_is_re_read_and_the_last_good_one_kept_when_the_file_is_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pgpoolsync.wiring import password_file_reader
+
+    secret = tmp_path / "password"
+    secret.write_text("first\n")
+    read = password_file_reader("--monitor-password-file", str(secret), last="at-start")
+    assert read() == "first"
+    secret.write_text("rotated")
+    assert read() == "rotated"
+    secret.write_text("")
+    assert read() == "rotated"
+    secret.unlink()
+    assert read() == "rotated"
+    assert "rotated" not in caplog.text and "--monitor-password-file" in caplog.text
