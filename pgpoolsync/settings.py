@@ -46,7 +46,7 @@ class Common:
     tls_required: bool = False
     pgpool_version: str = versions.DEFAULT_PGPOOL_VERSION
     pool_passwd: bool = True
-    env_params: tuple[Param, ...] = ()
+    env_params: tuple[Param, ...] = field(default=(), repr=False)  # some hold passwords
     config_problems: tuple[Problem, ...] = ()  # in a mounted pgpool.conf: no state is built
     env_credentials: tuple[Credential | Problem, ...] = field(default=(), repr=False)
     pcp_users: tuple[Credential, ...] = field(default=(), repr=False)

@@ -40,7 +40,8 @@ class ImageEnv:
     pcp_user: str = ""  # PGPOOL_PCP_USER
     pcp_password: str = field(default="", repr=False)  # PGPOOL_PCP_PASSWORD
     pod_name: str | None = None  # POD_NAME (the downward API)
-    params: tuple[Param, ...] = ()  # PGPOOL_PARAMS_*, or the mounted pgpool.conf's
+    # PGPOOL_PARAMS_*, or the mounted pgpool.conf's (some hold passwords: not in the repr)
+    params: tuple[Param, ...] = field(default=(), repr=False)
     params_problems: tuple[Problem, ...] = ()  # in the mounted pgpool.conf: no state is built
     credentials: tuple[Credential | Problem, ...] = field(default=(), repr=False)
     warnings: tuple[Problem, ...] = ()
@@ -177,10 +178,13 @@ def env_credentials(environ: Mapping[str, str]) -> tuple[list[Credential | Probl
     return out, warnings
 
 
-_SECRET_ENV = re.compile(r"(PASSWORD|PASS|SECRET|TOKEN|KEY)$|^PGPOOL_PARAMS_.*PASSWORD", re.I)
+# pgpool reads its parameters from pgpool.conf, never from PGPOOL_PARAMS_*, and the exporter's
+# DATA_SOURCE_NAME/_URI may carry a password in the URI: none of them goes on.
+_SECRET_ENV = re.compile(r"(PASSWORD|PASS|SECRET|TOKEN|KEY)$|^PGPOOL_PARAMS_|^DATA_SOURCE_", re.I)
 
 
 def scrubbed_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment for a command exec'd after render: no password (``X_PASSWORD``,
-    ``PGPOOL_PCP_PASSWORD``, ``DATA_SOURCE_PASS``, ``PGPOOL_PARAMS_*PASSWORD*``, ...)."""
+    ``PGPOOL_PCP_PASSWORD``, ``DATA_SOURCE_*``), no ``PGPOOL_PARAMS_*`` (some hold passwords or
+    a command: ``ssl_passphrase_command``), ..."""
     return {k: v for k, v in environ.items() if not _SECRET_ENV.search(k)}

@@ -220,11 +220,13 @@ def test_the_command_run_after_render_gets_no_password_in_its_environment() -> N
             "ALICE_PASSWORD": "s3cret",
             "PGPOOL_PCP_PASSWORD": "p",
             "DATA_SOURCE_PASS": "d",
+            "DATA_SOURCE_URI": "postgresql://monitor:d@pgpool:9999/postgres",
             "PGPOOL_PARAMS_SR_CHECK_PASSWORD": "x",
-            "PGPOOL_PARAMS_PORT": "9999",
+            "PGPOOL_PARAMS_SSL_PASSPHRASE_COMMAND": "echo x",
+            "PGPOOL_PARAMS_PORT": "9999",  # pgpool reads pgpool.conf, not these
         }
     )
-    assert env == {"PATH": "/usr/bin", "ALICE_USERNAME": "alice", "PGPOOL_PARAMS_PORT": "9999"}
+    assert env == {"PATH": "/usr/bin", "ALICE_USERNAME": "alice"}
 
 
 def test_the_drop_in_images_entrypoint_parses_as_render_then_pgpool() -> None:

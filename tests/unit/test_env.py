@@ -26,6 +26,7 @@ def test_the_image_s_variables_and_mounts_become_one_value(tmp_path: Path) -> No
             "PGPOOL_PCP_PASSWORD": "pcp-secret",
             "POD_NAME": "pgpool-0",
             "PGPOOL_PARAMS_PORT": "5432",
+            "PGPOOL_PARAMS_SR_CHECK_PASSWORD": "sr-secret",
             "APP_USERNAME": "app",
             "APP_PASSWORD": "app-secret",
             "PGPOOL_ENABLE_POOL_PASSWD": "false",
@@ -36,7 +37,10 @@ def test_the_image_s_variables_and_mounts_become_one_value(tmp_path: Path) -> No
     assert image.mounted_hba == tmp_path / "pool_hba.conf"
     assert image.mounted_tls == tmp_path / "tls"
     assert (image.key_file, image.pcp_user, image.pod_name) == ("/keys/k", "pcp", "pgpool-0")
-    assert [(p.name, p.value) for p in image.params] == [("port", "5432")]
+    assert [(p.name, p.value) for p in image.params] == [
+        ("port", "5432"),
+        ("sr_check_password", "sr-secret"),
+    ]
     [cred] = image.credentials
     assert isinstance(cred, Credential) and (cred.user, cred.password) == ("app", "app-secret")
     assert image.pool_passwd is False
