@@ -140,9 +140,13 @@ def version_params(params: list[Param], *, version: str) -> tuple[list[Param], l
         if given is not None:
             out.append(Param(keep, given.value, given.source))
         elif keep == "work_dir":
+            # Beside the pid file when its path is absolute (a relative one is pgpool.conf's
+            # directory's, which the core does not know): pgpool's own run directory otherwise.
             pid_file = by_name.get("pid_file_name")
-            run_dir = (pid_file.value if pid_file else versions.PGPOOL_PID_FILE).rpartition("/")[0]
-            out.append(Param(keep, run_dir or "/", DEFAULT_ORIGIN))
+            pid_path = pid_file.value if pid_file else ""
+            if not pid_path.startswith("/"):
+                pid_path = versions.PGPOOL_PID_FILE
+            out.append(Param(keep, pid_path.rpartition("/")[0] or "/", DEFAULT_ORIGIN))
     for p in params:
         added = versions.ADDED_PARAMS.get(p.name)
         if added is not None and versions.version_key(added) > target:

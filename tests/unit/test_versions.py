@@ -73,6 +73,9 @@ def test_pgpool_4_7_gets_a_work_dir_in_the_run_directory_when_none_is_given() ->
     assert _params(_build({}, version="4.7"))["work_dir"] == "/var/run/pgpool"
     mine = _params(_build({"pid_file_name": "/run/p/pgpool.pid"}, version="4.7"))
     assert mine["work_dir"] == "/run/p"
+    # A relative pid file is pgpool.conf's directory's: never work_dir '' or '/' from it.
+    relative = _params(_build({"pid_file_name": "pgpool.pid"}, version="4.7"))
+    assert relative["work_dir"] == "/var/run/pgpool"
 
 
 @pytest.mark.parametrize("version", ["4.3", "4.6"])
