@@ -13,7 +13,6 @@ about Kubernetes.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
@@ -59,16 +58,17 @@ class Nodes:
         pgpool: NodePgpool,
         write: Callable[[DesiredState], object],
         owe_reload: Callable[[], None],
-        verify_seconds: float = 2.0,
-        settle_seconds: float = 3.0,
-        node_interval: float = 1.0,
-        node_verify_seconds: float = 5.0,
-        lag_probe: LagProbe | None = None,
-        max_replica_lag: float = 0.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        verify_seconds: float,
+        settle_seconds: float,
+        node_interval: float,
+        node_verify_seconds: float,
+        lag_probe: LagProbe | None,
+        max_replica_lag: float,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float],
     ) -> None:
-        """``write``: render and write a state's files (a detach writes ALLOW_TO_FAILOVER for
+        """The timings and the lag gate's settings are the actuator's (it owns their defaults).
+        ``write``: render and write a state's files (a detach writes ALLOW_TO_FAILOVER for
         its node, then the state again); ``owe_reload``: the flag could not be put back."""
         self._pgpool = pgpool
         self._write = write
