@@ -159,7 +159,6 @@ def test_render_then_exec_runs_pgpool_in_its_place_and_sigterm_reaches_it(
     pgpoolsync's PID (PID 1 in the container), no password in its environment, and SIGTERM is
     its smart shutdown."""
     import signal
-    import time
 
     from devcluster import wait_port
 
@@ -197,9 +196,7 @@ def test_render_then_exec_runs_pgpool_in_its_place_and_sigterm_reaches_it(
         with pool.connect("exec_user", "exec:pw") as conn:
             assert conn.execute("SELECT current_user").fetchone() == ("exec_user",)
         proc.send_signal(signal.SIGTERM)
-        started = time.monotonic()
         assert proc.wait(timeout=15) == 0
-        assert time.monotonic() - started < 15
     finally:
         if proc.poll() is None:
             proc.kill()

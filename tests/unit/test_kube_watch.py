@@ -108,8 +108,8 @@ def test_field_selector_by_name(api: KubeApiDouble, tmp_path: Path) -> None:
 
 def test_bookmarks_keep_an_idle_watch_fresh(api: KubeApiDouble, tmp_path: Path) -> None:
     w = _watcher(api, tmp_path, Collection("secrets", "default", SEL), timeout=30)
-    time.sleep(1.5)
-    assert w.stale_for() < 1.0
+    time.sleep(1.5)  # idle: with no event, only bookmarks can keep it fresh
+    wait_until(lambda: w.stale_for() < 1.0, what="a bookmark refreshing the idle watch")
     assert any("allowWatchBookmarks=true" in r for r in api.store.requests)
     assert any("timeoutSeconds=30" in r for r in api.store.requests)
     w.stop()
