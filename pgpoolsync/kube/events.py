@@ -53,6 +53,8 @@ class EventRecorder:
         now = self._clock()
         if now - self._sent.get(key, -1e18) < self._quiet:
             return
+        # Messages vary (a lag, an error's text): forget what is past its quiet time.
+        self._sent = {k: at for k, at in self._sent.items() if now - at < self._quiet}
         self._sent[key] = now
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         body: Any = {

@@ -16,6 +16,7 @@ from devcluster.ports import wait_until
 from pgpoolsync.core import model, render
 from pgpoolsync.core.build import build
 from pgpoolsync.kube.api import load_api_client, secret_data
+from pgpoolsync.kube.events import EventRecorder
 from pgpoolsync.kube.watch import Collection, Watcher
 from pgpoolsync.settings import parse
 from pgpoolsync.sources import ChangeSignal
@@ -286,3 +287,24 @@ def test_randomized_events_with_faults_end_with_files_equal_to_the_desired_state
         thread.join(5)
         for w in watchers:
             w.stop()
+
+
+def test_events_repeat_only_after_their_quiet_time_and_the_record_forgets_older_ones(
+    api: KubeApiDouble, tmp_path: Path
+) -> None:
+    client = load_api_client(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")))
+    now = [0.0]
+    rec = EventRecorder(
+        client, namespace="default", pod_name="pgpool-0", clock=lambda: now[0], quiet_seconds=60
+    )
+    rec.event(reason="ReplicaLag", message="lag 4.1s")
+    rec.event(reason="ReplicaLag", message="lag 4.1s")  # a repeat within the quiet time
+    now[0] = 30.0
+    rec.event(reason="ReplicaLag", message="lag 5.3s")  # another message: posted
+    assert [e["message"] for e in api.store.events] == ["lag 4.1s", "lag 5.3s"]
+    now[0] = 80.0
+    rec.event(reason="ReplicaLag", message="lag 9.9s")
+    assert len(rec._sent) == 2  # "lag 4.1s" is past its quiet time and forgotten
+    now[0] = 200.0
+    rec.event(reason="ReplicaLag", message="lag 4.1s")
+    assert [e["message"] for e in api.store.events][-1] == "lag 4.1s" and len(rec._sent) == 1
