@@ -180,6 +180,7 @@ class Reporter:
         replica = next((n for n in state.nodes if not n.primary), None)
         where = replica.source if replica is not None else _PGPOOL
         if gate.failed:
+            m.replica_lag.clear()  # no measurement: no figure (the last one would go stale)
             if gate.error != self._gate_error:
                 log.warning("replica-lag probe failed: %s; node 1 left as it is", gate.error)
                 self._events(

@@ -188,6 +188,27 @@ def test_a_failing_probe_never_takes_node_1_out(tmp_path: Path) -> None:
     assert events.count("LagProbeFailed") == 1  # once per distinct error
 
 
+def test_a_failed_probe_drops_the_lag_figures_it_can_no_longer_vouch_for(tmp_path: Path) -> None:
+    now = [0.0]
+    cluster, pgpool, probe = Cluster(), FakePgpool(), Probe()
+    loop, m = make_loop(
+        tmp_path,
+        cluster.snapshot,
+        pgpool,
+        actuator_args={"clock": lambda: now[0], "lag_probe": probe, "max_replica_lag": 3},
+    )
+    lag_of = {"address": REPLICA}
+    probe.readings += [Reading(100, ((REPLICA, 50),)), Reading(110, ((REPLICA, 50),))]
+    loop.step()
+    now[0] = 2.0
+    loop.step()
+    assert m.registry.get_sample_value("pgpoolsync_replica_lag_seconds", lag_of) == 2.0
+    now[0] = 4.0
+    probe.readings.append(OSError("connection refused"))
+    loop.step()
+    assert m.registry.get_sample_value("pgpoolsync_replica_lag_seconds", lag_of) is None
+
+
 # -- flags ---------------------------------------------------------------------------------------
 
 BASE = ["run", "--config-dir", "/tmp/x", "--kubeconfig", "/tmp/kc", "--primary-service", "pg"]
