@@ -124,14 +124,11 @@ def scenario(
         for k in range(sidecars):
             d = base / f"{ns}-{k}"
             d.mkdir()
-            kc = kube.token_kubeconfig(d / "kubeconfig", namespace=ns, service_account="pgpool")
-            pool = Pgpool(d, d / "config", key_file=d / "config" / ".pgpoolkey")
-            run = RunProcess(
-                pool,
-                None,
-                log=d / "run.log",
+            pool, run = kube.sidecar(
+                d,
+                namespace=ns,
                 args=[
-                    "--kubeconfig", str(kc), "--namespace", ns, "--secret-selector", "app=bench",
+                    "--secret-selector", "app=bench",
                     "--primary-service", "db-primary", "--replica-service", "db-replicas",
                     "--service-address", "cluster-ip",
                 ],

@@ -15,12 +15,14 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devcluster.forwarder import Forwarder
+from devcluster.pgpool import Pgpool
+from devcluster.runprocess import RunProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,9 +105,35 @@ class KubeCluster:
                 {"name": "sa", "context": {"cluster": "kube", "user": "sa", "namespace": namespace}}
             ],
         }
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(config))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(config))
         return path
+
+    def sidecar(
+        self,
+        base: Path,
+        *,
+        namespace: str,
+        args: Sequence[str],
+        pod: str | None = None,
+        service_account: str = "pgpool",
+    ) -> tuple[Pgpool, RunProcess]:
+        """A pgpool in ``base`` and ``pgpoolsync run --kube`` beside it as the manifests run it:
+        with a token of the ServiceAccount (not admin). Neither is started."""
+        kc = self.token_kubeconfig(
+            base / "kubeconfig", namespace=namespace, service_account=service_account
+        )
+        pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
+        run = RunProcess(
+            pool,
+            None,
+            log=base / "run.log",
+            env={"POD_NAME": pod} if pod else None,
+            args=["--kubeconfig", str(kc), "--namespace", namespace, *args],
+        )
+        return pool, run
 
     def metrics(self) -> str:
         return self.kubectl("get", "--raw", "/metrics").stdout

@@ -157,16 +157,12 @@ def live(kube: KubeCluster, cluster: PgCluster, pg_base: Path) -> Iterator[Live]
         kube.apply(_slice("hippo-replicas", [True]), ns)
         cluster.set_role("real_alice", "alice-1", encryption="scram-sha-256")
         kube.apply(_secret("real_alice", "alice-1"), ns)
-        kc = kube.token_kubeconfig(base / "kubeconfig", namespace=ns, service_account="pgpool")
-        pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
-        run = RunProcess(
-            pool,
-            None,
-            log=base / "run.log",
-            env={"POD_NAME": pod},
+        pool, run = kube.sidecar(
+            base,
+            namespace=ns,
+            pod=pod,
             args=[
-                "--kubeconfig", str(kc), "--namespace", ns, "--preset", "pgo",
-                "--cluster", "hippo", "--service-address", "cluster-ip",
+                "--preset", "pgo", "--cluster", "hippo", "--service-address", "cluster-ip",
                 "--watch-timeout-seconds", "10", "--node-settle-seconds", "1",
             ],
         )  # fmt: skip
@@ -335,14 +331,12 @@ def test_a_verb_outside_the_role_is_a_real_403_named_in_one_line_and_the_files_s
     base.mkdir()
     subprocess.run(["cp", "-a", str(live.pool.config_dir), str(base / "config")], check=True)
     before = {p.name: p.read_bytes() for p in (base / "config").iterdir() if p.is_file()}
-    kc = kube.token_kubeconfig(base / "kubeconfig", namespace=ns, service_account="limited")
-    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
-    run = RunProcess(
-        pool,
-        None,
-        log=base / "run.log",
-        args=["--kubeconfig", str(kc), "--namespace", ns, "--preset", "pgo", "--cluster", "hippo",
-              "--service-address", "cluster-ip", "--watch-timeout-seconds", "10"],
+    _, run = kube.sidecar(
+        base,
+        namespace=ns,
+        service_account="limited",
+        args=["--preset", "pgo", "--cluster", "hippo", "--service-address", "cluster-ip",
+              "--watch-timeout-seconds", "10"],
     )  # fmt: skip
     with run.log.open("ab") as out:
         run.proc = subprocess.Popen(run.argv, env=run.env, stdout=out, stderr=subprocess.STDOUT)
@@ -384,15 +378,12 @@ def test_a_restart_requiring_change_rolls_the_deployment_once_pod_by_pod(
     pod = _ready_pods(kube, ns)[0][1]
     base = pg_base / "kube-real-rollout"
     base.mkdir()
-    kc = kube.token_kubeconfig(base / "kubeconfig", namespace=ns, service_account="pgpool")
-    pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
-    run = RunProcess(
-        pool,
-        None,
-        log=base / "run.log",
-        env={"POD_NAME": pod},
-        args=["--kubeconfig", str(kc), "--namespace", ns, "--preset", "pgo", "--cluster", "hippo",
-              "--service-address", "cluster-ip", "--restart-policy", "rollout"],
+    pool, run = kube.sidecar(
+        base,
+        namespace=ns,
+        pod=pod,
+        args=["--preset", "pgo", "--cluster", "hippo", "--service-address", "cluster-ip",
+              "--restart-policy", "rollout"],
     )  # fmt: skip
     run.start()
     pool.start()
