@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import PgCluster, drills, lagdrill, netfault
+from devcluster import PgCluster, drills, lagdrill, netfault, running_cluster
 from devcluster.forwarder import Forwarder
 
 pytestmark = pytest.mark.real
@@ -18,13 +18,9 @@ pytestmark = pytest.mark.real
 
 @pytest.fixture(scope="module")
 def lag_cluster(pg_base: Path) -> Iterator[PgCluster]:
-    c = PgCluster(pg_base / "lag-pg")
-    try:
-        c.start()
+    with running_cluster(pg_base / "lag-pg") as c:
         drills.prepare(c)
         yield c
-    finally:
-        c.stop()
 
 
 def _show(r: lagdrill.LagResult) -> str:

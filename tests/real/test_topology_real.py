@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devcluster import PgCluster, drills, netfault
+from devcluster import PgCluster, drills, netfault, running_cluster
 from devcluster.ports import wait_until
 
 pytestmark = pytest.mark.real
@@ -21,13 +21,9 @@ pytestmark = pytest.mark.real
 def drill_cluster(pg_base: Path) -> Iterator[PgCluster]:
     """A cluster of its own: the switchover drills swap its primary and replica."""
     assert netfault.available(), "the drills need iptables and root (.ci/install installs it)"
-    c = PgCluster(pg_base / "drill-pg")
-    try:
-        c.start()
+    with running_cluster(pg_base / "drill-pg") as c:
         drills.prepare(c)
         yield c
-    finally:
-        c.stop()
 
 
 def _show(result: drills.DrillResult) -> str:
