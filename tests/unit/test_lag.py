@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from pgpoolsync.core import lag
 from pgpoolsync.core.lag import Gate, Reading
+from pgpoolsync.reconcile import Loop
+from pgpoolsync.report.metrics import Metrics
 from pgpoolsync.settings import UsageError, parse
 from tests.fakes import FakePgpool, make_loop, value
 from tests.unit.test_topology import Cluster
@@ -129,9 +132,18 @@ class Probe:
         return item
 
 
-def test_the_loop_detaches_node_1_while_every_replica_lags_and_attaches_it_after(
-    tmp_path: Path,
-) -> None:
+class Gated(NamedTuple):
+    """A loop with the gate on (threshold 3 s) against a fake pgpool and a fake probe."""
+
+    loop: Loop
+    m: Metrics
+    pgpool: FakePgpool
+    probe: Probe
+    now: list[float]  # the injected clock: set now[0]
+    events: list[tuple[str, str]]  # (reason, message) of every Event
+
+
+def gated(tmp_path: Path) -> Gated:
     events: list[tuple[str, str]] = []
     now = [0.0]
     cluster, pgpool, probe = Cluster(), FakePgpool(), Probe()
@@ -142,6 +154,13 @@ def test_the_loop_detaches_node_1_while_every_replica_lags_and_attaches_it_after
         events=lambda p, r: events.append((r, str(p))),
         actuator_args={"clock": lambda: now[0], "lag_probe": probe, "max_replica_lag": 3},
     )
+    return Gated(loop, m, pgpool, probe, now, events)
+
+
+def test_the_loop_detaches_node_1_while_every_replica_lags_and_attaches_it_after(
+    tmp_path: Path,
+) -> None:
+    loop, m, pgpool, probe, now, events = gated(tmp_path)
     for t in range(6):  # replay stopped at 100 while the primary writes
         now[0] = float(t)
         probe.readings.append(Reading(100 + t + 1, ((REPLICA, 100),)))
@@ -169,34 +188,18 @@ def test_the_loop_detaches_node_1_while_every_replica_lags_and_attaches_it_after
 
 
 def test_a_failing_probe_never_takes_node_1_out(tmp_path: Path) -> None:
-    events: list[str] = []
-    now = [0.0]
-    cluster, pgpool, probe = Cluster(), FakePgpool(), Probe()
-    loop, m = make_loop(
-        tmp_path,
-        cluster.snapshot,
-        pgpool,
-        events=lambda p, r: events.append(r),
-        actuator_args={"clock": lambda: now[0], "lag_probe": probe, "max_replica_lag": 3},
-    )
+    loop, m, pgpool, probe, now, events = gated(tmp_path)
     for t in range(0, 30, 5):
         now[0] = float(t)
         probe.readings.append(OSError("connection refused"))
         loop.step()
     assert pgpool.commands == [] and len(probe.calls) == 6
     assert value(m, "pgpoolsync_replica_lag_probes_total", {"result": "error"}) == 6
-    assert events.count("LagProbeFailed") == 1  # once per distinct error
+    assert [r for r, _ in events].count("LagProbeFailed") == 1  # once per distinct error
 
 
 def test_a_failed_probe_drops_the_lag_figures_it_can_no_longer_vouch_for(tmp_path: Path) -> None:
-    now = [0.0]
-    cluster, pgpool, probe = Cluster(), FakePgpool(), Probe()
-    loop, m = make_loop(
-        tmp_path,
-        cluster.snapshot,
-        pgpool,
-        actuator_args={"clock": lambda: now[0], "lag_probe": probe, "max_replica_lag": 3},
-    )
+    loop, m, _, probe, now, _ = gated(tmp_path)
     lag_of = {"address": REPLICA}
     probe.readings += [Reading(100, ((REPLICA, 50),)), Reading(110, ((REPLICA, 50),))]
     loop.step()
