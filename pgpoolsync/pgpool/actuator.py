@@ -186,16 +186,9 @@ class Actuator:
     def _owe_reload(self) -> None:
         self.reload_owed = True
 
-    def _write(self, state: DesiredState) -> None:
-        write_state(
-            state,
-            config_dir=self._config_dir,
-            pool_key_file=self._key_file,
-            pool_key_seed=self._key_seed,
-        )
-
-    def _apply_config(self, state: DesiredState, *, blocked: str | None) -> Applied:
-        changed = tuple(
+    def _write(self, state: DesiredState) -> tuple[str, ...]:
+        """Render the state and write the files that differ; the names written."""
+        return tuple(
             write_state(
                 state,
                 config_dir=self._config_dir,
@@ -203,6 +196,9 @@ class Actuator:
                 pool_key_seed=self._key_seed,
             )
         )
+
+    def _apply_config(self, state: DesiredState, *, blocked: str | None) -> Applied:
+        changed = self._write(state)
         params = dict(state.params)
         if changed:
             self.reload_owed = True
