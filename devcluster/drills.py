@@ -12,12 +12,10 @@ off (the files alone, as pgpool2_on_k8s runs), the baseline that must fail.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -27,6 +25,7 @@ from devcluster.kubeapi import KubeApiDouble
 from devcluster.kubeobjects import endpoint_slice, secret, service
 from devcluster.ports import wait_until
 from devcluster.runprocess import RunProcess
+from devcluster.sessions import Session, streaming
 
 USER, PASSWORD, DB = "drill_app", "drill-pw", "drill"  # not `postgres`: pgpool pools it never
 
@@ -52,51 +51,19 @@ def pods(addresses: tuple[str, str] = ADDRESSES) -> tuple[Pod, Pod]:
 PRIMARY_POD, REPLICA_POD = pods()
 
 
-@dataclass
-class Session:
-    start: float
-    end: float | None = None
-    ok: bool = False
-    error: str = ""
-    port: int | None = None  # the PostgreSQL port that served it
+class DrillRig(Protocol):
+    """What a drill needs of the pgpool under test and the Services in front of PostgreSQL:
+    `Rig` here (pgpool on this host, forwarders, the API double) or `devcluster.kubedrill`'s
+    (the Deployment on a real node, kube-proxy, the real API server)."""
 
-    def took(self, now: float) -> float:
-        return (self.end if self.end is not None else now) - self.start
+    pods: tuple[Pod, Pod]
 
-
-class Stream:
-    """A new session every ``interval`` seconds, each in its own thread (a hung one does not
-    hold up the next)."""
-
-    def __init__(self, session: Callable[[], int], *, interval: float = 0.25) -> None:
-        self._session = session
-        self._interval = interval
-        self.sessions: list[Session] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stream", daemon=True)
-
-    def start(self) -> Stream:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            s = Session(time.monotonic())
-            self.sessions.append(s)
-            threading.Thread(target=self._one, args=(s,), daemon=True).start()
-            self._stop.wait(self._interval)
-
-    def _one(self, s: Session) -> None:
-        try:
-            s.port = self._session()
-            s.ok = True
-        except psycopg.Error as exc:
-            s.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        s.end = time.monotonic()
+    def slices(self, *, primary: tuple[Pod, bool], replica: tuple[Pod, bool]) -> None: ...
+    def repoint(self, *, primary_port: int, replica_port: int) -> None: ...
+    def dropped(self, port: int) -> contextlib.AbstractContextManager[None]: ...
+    def read(self) -> int: ...
+    def write(self) -> int: ...
+    def node_log(self, since: float) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -260,6 +227,14 @@ class Rig:
                 endpoint_slice(name, svc, [(pod.address, ready)], pods=[(pod.name, pod.uid)]),
             )
 
+    def repoint(self, *, primary_port: int, replica_port: int) -> None:
+        """The Services now lead to these ports (kube-proxy following the EndpointSlices)."""
+        self.primary_fwd.repoint(primary_port)
+        self.replica_fwd.repoint(replica_port)
+
+    def dropped(self, port: int) -> contextlib.AbstractContextManager[None]:
+        return netfault.dropped(port)
+
     def __enter__(self) -> Rig:
         self.run.start()
         self.pool.start()
@@ -308,24 +283,23 @@ class Rig:
             return int(row[0])
 
 
-@contextlib.contextmanager
-def streaming(session: Callable[[], int], *, interval: float = 0.25) -> Iterator[Stream]:
-    stream = Stream(session, interval=interval).start()
-    try:
-        yield stream
-    finally:
-        stream.stop()
-
-
 def replica_lost(
     base: Path, cluster: PgCluster, *, topology: bool, hold: float = 6.0
 ) -> DrillResult:
     """The replica's packets dropped and its endpoint not ready, then both back."""
-    with Rig(base, cluster, topology=topology) as rig, streaming(rig.read) as stream:
+    with Rig(base, cluster, topology=topology) as rig:
+        return replica_lost_on(rig, cluster, topology=topology, hold=hold)
+
+
+def replica_lost_on(
+    rig: DrillRig, cluster: PgCluster, *, topology: bool, hold: float = 6.0
+) -> DrillResult:
+    """`replica_lost` on a rig already running."""
+    with streaming(rig.read) as stream:
         time.sleep(2.0)
         replica_port = cluster.replica.port
         primary_pod, replica_pod = rig.pods
-        with netfault.dropped(replica_port):
+        with rig.dropped(replica_port):
             changed = time.monotonic()
             rig.slices(primary=(primary_pod, True), replica=(replica_pod, False))
             time.sleep(hold)
@@ -372,21 +346,30 @@ def switchover(
     Services still lead to the old pods for a while), then re-point the Services: each now has
     the other pod as its ready endpoint (``ONE_ADDRESS``: both pods on one address, so only the
     pods tell the endpoints apart)."""
-    with (
-        Rig(base, cluster, topology=topology, addresses=addresses) as rig,
-        streaming(rig.write) as stream,
-    ):
+    with Rig(base, cluster, topology=topology, addresses=addresses) as rig:
+        name = "switchover" if addresses[0] != addresses[1] else "switchover, pods on one address"
+        return switchover_on(rig, cluster, topology=topology, hold=hold, name=name)
+
+
+def switchover_on(
+    rig: DrillRig,
+    cluster: PgCluster,
+    *,
+    topology: bool,
+    hold: float = 6.0,
+    name: str = "switchover",
+) -> DrillResult:
+    """`switchover` on a rig already running, its primary Service on ``rig.pods[0]``."""
+    with streaming(rig.write) as stream:
         time.sleep(2.0)
         cluster.switchover()
         time.sleep(2.0)  # the operator has not updated the Services yet
         changed = time.monotonic()
-        rig.primary_fwd.repoint(cluster.primary.port)
-        rig.replica_fwd.repoint(cluster.replica.port)
+        rig.repoint(primary_port=cluster.primary.port, replica_port=cluster.replica.port)
         rig.slices(primary=(rig.pods[1], True), replica=(rig.pods[0], True))
         time.sleep(hold)
         measured = time.monotonic() + 3.0
         time.sleep(3.0)
         sessions = tuple(s for s in stream.sessions if s.start < measured - 3.0)
         log = rig.node_log(changed)
-    name = "switchover" if addresses[0] != addresses[1] else "switchover, pods on one address"
     return DrillResult(name, topology, changed, sessions, measured_at=measured, log=log)

@@ -1,5 +1,6 @@
-"""Dropping the packets to one loopback port the test owns (a dead node, a partition), with
-iptables; every rule carries a comment naming this process and is always removed."""
+"""Dropping the packets to one port the test owns (a dead node, a partition), with iptables: on
+loopback, or arriving on an interface the test's cluster made (`.ci/kube`'s node veth); every
+rule carries a comment naming this process and is always removed."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import subprocess
 from collections.abc import Iterator
 
 
-def _rule(port: int) -> list[str]:
+def _rule(port: int, interface: str) -> list[str]:
+    chain, direction = ("OUTPUT", "-o") if interface == "lo" else ("INPUT", "-i")
     return [
-        "OUTPUT",
-        "-o",
-        "lo",
+        chain,
+        direction,
+        interface,
         "-p",
         "tcp",
         "--dport",
@@ -33,19 +35,20 @@ def available() -> bool:
 
 
 @contextlib.contextmanager
-def dropped(port: int) -> Iterator[None]:
-    """Packets to 127.0.0.1:``port`` are silently dropped while inside."""
-    subprocess.run(["iptables", "-I", *_rule(port)], check=True, capture_output=True)
+def dropped(port: int, *, interface: str = "lo") -> Iterator[None]:
+    """Packets to ``port`` (sent on loopback, or arriving on ``interface``) are silently
+    dropped while inside."""
+    subprocess.run(["iptables", "-I", *_rule(port, interface)], check=True, capture_output=True)
     try:
         yield
     finally:
-        undrop(port)
+        undrop(port, interface=interface)
 
 
-def undrop(port: int) -> None:
+def undrop(port: int, *, interface: str = "lo") -> None:
     while (
         subprocess.run(
-            ["iptables", "-D", *_rule(port)], capture_output=True, check=False
+            ["iptables", "-D", *_rule(port, interface)], capture_output=True, check=False
         ).returncode
         == 0
     ):

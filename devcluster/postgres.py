@@ -31,10 +31,19 @@ class Node:
 class PgCluster:
     """Primary on one port, streaming replica on another, sockets under ``base``."""
 
-    def __init__(self, base: Path, *, tls: tuple[bytes, bytes] | None = None) -> None:
-        """``tls``: (certificate PEM, key PEM) → ssl = on and TCP logins only over TLS."""
+    def __init__(
+        self,
+        base: Path,
+        *,
+        tls: tuple[bytes, bytes] | None = None,
+        also_listen: tuple[str, str] | None = None,
+    ) -> None:
+        """``tls``: (certificate PEM, key PEM) → ssl = on and TCP logins only over TLS.
+        ``also_listen``: (address, client network), e.g. where a real node's pods reach this
+        host, and the network their connections come from, allowed with md5 as 127.0.0.1 is."""
         self.base = base
         self.tls = tls
+        self.also_listen = also_listen
         self.bindir = pg_bindir()
         self.primary = Node("primary", free_port(), base / "primary", base / "sock")
         self.replica = Node("replica", free_port(), base / "replica", base / "sock")
@@ -83,9 +92,13 @@ class PgCluster:
                 "--no-sync",
             ]
         )
+        listen, clients = "127.0.0.1", ["127.0.0.1/32"]
+        if self.also_listen is not None:
+            listen += f",{self.also_listen[0]}"
+            clients.append(self.also_listen[1])
         with (p.datadir / "postgresql.conf").open("a") as f:
             f.write(
-                f"\nport = {p.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"\nport = {p.port}\nlisten_addresses = '{listen}'\n"
                 f"unix_socket_directories = '{p.sockdir}'\n"
                 "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
                 "fsync = off\nlogging_collector = off\n"
@@ -103,7 +116,7 @@ class PgCluster:
         with (p.datadir / "pg_hba.conf").open("w") as f:
             f.write(
                 "local all all trust\nlocal replication all trust\n"
-                f"{host_type} all all 127.0.0.1/32 md5\n"
+                + "".join(f"{host_type} all all {net} md5\n" for net in clients)
             )
         self._start_node(p)
         self._run(

@@ -11,7 +11,7 @@ from typing import Any
 from pgpoolsync import reconcile, wiring
 from pgpoolsync.core import model
 from pgpoolsync.pgpool.actuator import Actuator, Restarter
-from pgpoolsync.pgpool.pcp import PcpError
+from pgpoolsync.pgpool.pcp import PcpConnectionError, PcpError
 from pgpoolsync.report.metrics import Metrics, new_registry
 from pgpoolsync.report.reporter import Reporter
 from pgpoolsync.settings import parse
@@ -34,8 +34,17 @@ class FakePgpool:
         self.status: dict[int, int] = {0: 2, 1: 2}  # node id → pgpool's status (3 = down)
         self.commands: list[tuple[str, int]] = []
         self.refuse_commands = 0  # this many node commands fail as pgpool's errors would
+        # pgpool restarts its PCP process a second after a failover: after each detach, this
+        # many PCP calls find their connection cut (an attach among them still takes effect
+        # when ``cut_after_reply``: the cut came after pgpool had done it)
+        self.cuts_after_detach = 0
+        self.cut_after_reply = False
+        self._cuts = 0
 
     def _maybe_down(self) -> None:
+        if self._cuts and not self.cut_after_reply:
+            self._cuts -= 1
+            raise PcpConnectionError("PCP receive failed: [Errno 104] Connection reset by peer")
         if self.down:
             self.down -= 1
             raise PcpError("cannot connect to PCP at 127.0.0.1:9898: Connection refused")
@@ -71,10 +80,14 @@ class FakePgpool:
             # pgpool cancels it (src/main/pool_internal_comms.c) and says so in its reply.
             raise PcpError("failover is disallowed on the node")
         self.status[node_id] = 3
+        self._cuts = self.cuts_after_detach
 
     def attach(self, params: Mapping[str, str], node_id: int) -> None:
         self._command("attach", node_id)
         self.status[node_id] = 1
+        if self._cuts and self.cut_after_reply:
+            self._cuts -= 1
+            raise PcpConnectionError("PCP receive failed: [Errno 104] Connection reset by peer")
 
     def _command(self, name: str, node_id: int) -> None:
         self._maybe_down()

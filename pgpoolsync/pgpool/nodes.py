@@ -78,6 +78,7 @@ class Nodes:
         self._node_interval = node_interval
         self._node_verify = node_verify_seconds
         self._memory: dict[int, topology.NodeMemory] = {}
+        self._unanswered = ""  # the last PCP connection error while waiting
         self.node_error: str | None = None
         self._lag_probe = lag_probe
         self.gate = lag.Gate(threshold=max_replica_lag if lag_probe else 0.0, settle=settle_seconds)
@@ -210,7 +211,20 @@ class Nodes:
                 self._owe_reload()
 
     def _attach(self, params: Mapping[str, str], node_id: int) -> None:
-        self._pgpool.attach(params, node_id)
+        deadline = self._clock() + self._node_verify
+        while True:
+            try:
+                self._pgpool.attach(params, node_id)
+                break
+            except pcp.PcpConnectionError:
+                # The detach before it (a recycle) makes pgpool restart its PCP process a
+                # second later, cutting the connection it had: ask again on the new process,
+                # unless the attach got through before the cut.
+                if self._clock() >= deadline:
+                    raise
+                self._sleep(0.2)
+                if self._answers(self._status_is(params, node_id, down=False)):
+                    break
         self._wait(
             self._status_is(params, node_id, down=False),
             self._node_verify,
@@ -226,9 +240,18 @@ class Nodes:
 
         return check
 
+    def _answers(self, check: Callable[[], bool]) -> bool:
+        """``check()``, False while PCP is not answering (its process restarting)."""
+        try:
+            return check()
+        except pcp.PcpConnectionError as exc:
+            self._unanswered = str(exc)
+            return False
+
     def _wait(self, check: Callable[[], bool], seconds: float, what: str) -> None:
         deadline = self._clock() + seconds
-        while not check():
+        self._unanswered = ""
+        while not self._answers(check):
             if self._clock() >= deadline:
-                raise NodeCommandError(what)
+                raise NodeCommandError(f"{what} ({self._unanswered})" if self._unanswered else what)
             self._sleep(0.05)

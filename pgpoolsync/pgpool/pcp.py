@@ -28,6 +28,12 @@ class PcpError(Exception):
     """PCP failed: connection, authentication or a command refused by pgpool."""
 
 
+class PcpConnectionError(PcpError):
+    """The connection to PCP could not be made, or broke: no answer, not a refusal. pgpool
+    restarts its PCP process about a second after a failover or failback (a detach, an attach),
+    cutting the connection it was serving then."""
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     node_id: int
@@ -71,7 +77,9 @@ class PcpClient:
         try:
             self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
-            raise PcpError(f"cannot connect to PCP at {self.host}:{self.port}: {exc}") from None
+            raise PcpConnectionError(
+                f"cannot connect to PCP at {self.host}:{self.port}: {exc}"
+            ) from None
 
     def close(self) -> None:
         if self._sock is None:
@@ -87,7 +95,7 @@ class PcpClient:
         try:
             self._sock.sendall(kind + struct.pack("!I", len(payload) + 4) + payload)
         except OSError as exc:
-            raise PcpError(f"PCP send failed: {exc}") from None
+            raise PcpConnectionError(f"PCP send failed: {exc}") from None
 
     def _recv_exact(self, size: int) -> bytes:
         assert self._sock is not None
@@ -96,9 +104,9 @@ class PcpClient:
             try:
                 chunk = self._sock.recv(size)
             except OSError as exc:
-                raise PcpError(f"PCP receive failed: {exc}") from None
+                raise PcpConnectionError(f"PCP receive failed: {exc}") from None
             if not chunk:
-                raise PcpError("PCP connection closed by pgpool")
+                raise PcpConnectionError("PCP connection closed by pgpool")
             chunks.append(chunk)
             size -= len(chunk)
         return b"".join(chunks)

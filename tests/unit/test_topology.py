@@ -218,6 +218,37 @@ def test_a_switchover_recycles_the_primary_node(tmp_path: Path) -> None:
     assert len(pgpool.commands) == 2  # done once
 
 
+def test_a_recycle_whose_attach_meets_pgpools_pcp_restart_asks_again_and_completes(
+    tmp_path: Path,
+) -> None:
+    """pgpool restarts its PCP process a second after the detach: the connections it had are
+    cut. The attach is asked again on the new process, and the recycle completes in that pass."""
+    cluster, pgpool = Cluster(), FakePgpool()
+    loop, m = make_loop(tmp_path, cluster.snapshot, pgpool)
+    loop.step()
+    pgpool.cuts_after_detach = 2  # the status check after the detach, then the attach
+    cluster.primary = ("10.0.0.2",)
+    cluster.replica = ("10.0.0.1",)
+    loop.step()
+    assert pgpool.commands == [("detach", 0), ("attach", 0)] and pgpool.status[0] == 1
+    labels = {"node_id": "0", "command": "recycle", "result": "success"}
+    assert value(m, "pgpoolsync_node_commands_total", labels) == 1
+
+
+def test_an_attach_cut_after_pgpool_did_it_is_not_sent_twice(tmp_path: Path) -> None:
+    """A second attach of an up node is a second failback: every child restarted again."""
+    cluster, pgpool = Cluster(), FakePgpool()
+    loop, m = make_loop(tmp_path, cluster.snapshot, pgpool)
+    loop.step()
+    pgpool.cuts_after_detach, pgpool.cut_after_reply = 1, True
+    cluster.primary = ("10.0.0.2",)
+    cluster.replica = ("10.0.0.1",)
+    loop.step()
+    assert pgpool.commands == [("detach", 0), ("attach", 0)] and pgpool.status[0] == 1
+    labels = {"node_id": "0", "command": "recycle", "result": "success"}
+    assert value(m, "pgpoolsync_node_commands_total", labels) == 1
+
+
 def test_without_the_transient_allow_flag_pgpool_refuses_the_detach(tmp_path: Path) -> None:
     """The fake refuses like pgpool: sending the detach with the flag left at DISALLOW fails,
     which is why the actuator switches the flag for the moment of the command."""
