@@ -15,9 +15,10 @@ as a subprocess). The names below are the package's face.
 
 The harness the tests and bench/ share, imported by module (not loaded with the package):
 ``kubeapi`` (the Kubernetes API double; its HTTP side ``kubehttp``, the objects ``kubeobjects``),
-``kubereal`` (the real cluster of ``.ci/kube``), ``forwarder`` (a kube-proxy-like forwarder),
-``netfault`` (dropping a port's packets), ``drills`` (topology drills) and ``lagdrill`` (the
-replica-lag drill).
+``kubereal`` (the real cluster of ``.ci/kube``), ``kubenode`` (the Deployment on its real
+node), ``forwarder`` (a kube-proxy-like forwarder), ``netfault`` (dropping a port's packets),
+``sessions`` (a timed stream of sessions), ``drills`` (topology drills), ``kubedrill`` (the
+drills on the real node) and ``lagdrill`` (the replica-lag drill).
 """
 
 from devcluster.binaries import pg_bindir, pgpool_binary, pgpool_version, pgpoolsync_exe
