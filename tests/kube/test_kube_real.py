@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from devcluster import PgCluster, Pgpool, can_login
-from devcluster.kubereal import ROOT, KubeCluster, ServiceVip, cluster_session
+from devcluster.kubereal import ROOT, KubeCluster, ServiceVip
 from devcluster.ports import wait_until
 from devcluster.runprocess import RunProcess
 
@@ -23,11 +23,6 @@ pytestmark = [pytest.mark.kube]
 
 PGO = "postgres-operator.crunchydata.com"
 TARGETS = ["base", *sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir())]
-
-
-@pytest.fixture(scope="session")
-def kube() -> Iterator[KubeCluster]:
-    yield from cluster_session()
 
 
 def _kustomize(target: str) -> str:
