@@ -8,16 +8,22 @@ a selector arriving as DELETED, periodic BOOKMARKs when asked for, ``timeoutSeco
 stream cleanly, and 410 Gone (an ERROR event) for a resourceVersion older than the compaction
 point. A GET by name returns the object (404 when there is none); a merge patch
 (``application/merge-patch+json``) carrying ``metadata.resourceVersion`` fails with 409 Conflict
-when the object changed since. Every call is recorded as (verb, API group, resource, name) so
-tests can hold the calls against the Role. Faults can be injected: HTTP 500, 429 with
-Retry-After, a stream dropped mid-event, a stall. Refusals as the real server answers them: 401
-for a bearer token other than ``token``, 403 for a (verb, resource) in ``forbidden`` (RBAC), 404
-for a group in ``unserved_groups`` (an older server). tests/kube/test_kube_contract.py runs the same
-watcher tests against this double and the real kube-apiserver.
+when the object changed since. An object keeps its uid and creationTimestamp across updates; Pods,
+ReplicaSets and Deployments get metadata.generation 1, +1 when their spec changes (a Deployment's
+annotations too). A POSTed Event is created as the server creates it (a name from
+``generateName``, a uid, the fields it defaults) and can be read back. Every call is recorded as
+(verb, API group, resource, name) so tests can hold the calls against the Role. Faults can be
+injected: HTTP 500, 429 with Retry-After, a stream dropped mid-event, a stall. Refusals as the
+real server answers them, with its Status body: 401 for a bearer token other than ``token``, 403
+(RBAC, naming ``user``) for a (verb, resource) in ``forbidden`` or a name outside a Role rule's
+``resource_names``, 404 for a group in ``unserved_groups`` (an older server).
+tests/kube/test_kube_contract*.py run the same tests of the watcher, the rollout's calls and the
+Event recorder against this double and the real kube-apiserver.
 
 Where it is still kinder than the real server (seen on 1.37): object names are not validated (a
-Secret named ``x_y`` is refused there), a stopping server sends no last BOOKMARK, and it never
-answers a watch 403 for a moment after a restart.
+Secret named ``x_y`` is refused there), nor are an object's fields (an Event's, say), it keeps no
+managedFields and no controllers (a Deployment makes no ReplicaSet: a test puts them), a stopping
+server sends no last BOOKMARK, and it never answers a watch 403 for a moment after a restart.
 
 The double's state and its test-side face are here; the HTTP side (routes, refusals, list, watch
 streams) is devcluster/kubehttp.py, the objects devcluster/kubeobjects.py.
@@ -27,12 +33,15 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devcluster.kubehttp import Server
-from devcluster.kubeobjects import GROUP, KIND, Obj
+from devcluster.kubeobjects import EVENT_DEFAULTS, GENERATION, GROUP, KIND, Obj, generation_of
 
 
 @dataclass
@@ -68,6 +77,9 @@ class KubeApiDouble:
         self.token = token  # when set, any other bearer token (or none) gets 401
         self.forbidden: set[tuple[str, str]] = set()  # (verb, resource) answered 403, as RBAC
         self.unserved_groups: set[str] = set()  # API groups answered 404, as an older server
+        # resource → the only names a Role rule's resourceNames allow (any other is 403)
+        self.resource_names: dict[str, set[str]] = {}
+        self.user = "double"  # who a 403 says was refused
         self.bookmark_interval = bookmark_interval
         self._server = Server(self)
         self.port = self._server.server_address[1]
@@ -126,7 +138,16 @@ class KubeApiDouble:
             old = bucket.get(meta["name"])
             st.rv += 1
             meta["resourceVersion"] = str(st.rv)
-            meta.setdefault("uid", f"uid-{meta['name']}-{st.rv}")
+            if old is None:
+                meta.setdefault("uid", f"uid-{meta['name']}-{st.rv}")
+                meta.setdefault("creationTimestamp", _now())
+            else:  # an update keeps what the server set when it was made
+                meta["uid"] = old["metadata"]["uid"]
+                meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+            if kind in GENERATION:
+                was = old["metadata"]["generation"] if old else 0
+                same = old is not None and generation_of(kind, old) == generation_of(kind, obj)
+                meta["generation"] = was if same else was + 1
             group = GROUP.get(kind)
             obj.setdefault("apiVersion", f"{group}/v1" if group else "v1")
             obj.setdefault("kind", KIND[kind])
@@ -134,6 +155,22 @@ class KubeApiDouble:
             st.log.append((st.rv, "MODIFIED" if old else "ADDED", kind, ns, obj, old))
             st.cond.notify_all()
         return obj
+
+    def create(self, kind: str, namespace: str, obj: Obj) -> Obj | None:
+        """A POST: the name from ``generateName`` (five of the server's characters), a random
+        uid, an Event's defaulted fields; None when the name is taken (409 AlreadyExists)."""
+        obj = {**(EVENT_DEFAULTS if kind == "events" else {}), **copy.deepcopy(obj)}
+        meta = obj.setdefault("metadata", {})
+        meta["namespace"] = namespace
+        if not meta.get("name"):
+            meta["name"] = meta.get("generateName", "") + "".join(
+                random.choices("bcdfghjklmnpqrstvwxz2456789", k=5)  # noqa: S311 - a name
+            )
+        meta["uid"] = str(uuid.uuid4())
+        with self.store.cond:
+            if meta["name"] in self.store.objects.get((kind, namespace), {}):
+                return None
+            return self.put(kind, obj)
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> None:
         st = self.store
@@ -171,3 +208,7 @@ class KubeApiDouble:
                 if (f.kind in (None, kind)) and (f.watch is None or f.watch == watch):
                     return self.store.faults.pop(i)
         return None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

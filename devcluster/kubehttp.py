@@ -21,6 +21,8 @@ from devcluster.kubeobjects import (
     match_fields,
     match_labels,
     merge_patch,
+    qualified,
+    status,
 )
 
 if TYPE_CHECKING:
@@ -82,20 +84,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _status(
-        self, code: int, reason: str, message: str, headers: dict[str, str] | None = None
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        kind: str = "",
+        name: str | None = None,
     ) -> None:
-        self._json(
-            code,
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "status": "Failure",
-                "message": message,
-                "reason": reason,
-                "code": code,
-            },
-            headers,
-        )
+        self._json(code, status(code, reason, message, kind=kind, name=name), headers)
+
+    def _not_found(self, kind: str, name: str) -> None:
+        self._status(404, "NotFound", f'{qualified(kind)} "{name}" not found', kind=kind, name=name)
 
     def _route(self) -> tuple[str, str, str | None, dict[str, list[str]]] | None:
         url = urlparse(self.path)
@@ -123,12 +124,16 @@ class _Handler(BaseHTTPRequestHandler):
         if double.token and self.headers.get("Authorization") != f"Bearer {double.token}":
             self._status(401, "Unauthorized", "Unauthorized")
             return False
-        if (verb, kind) in double.forbidden:
+        allowed = double.resource_names.get(kind)
+        if (verb, kind) in double.forbidden or (allowed is not None and name not in allowed):
+            what = f'{qualified(kind)} "{name}"' if name else qualified(kind)
             self._status(
                 403,
                 "Forbidden",
-                f'{kind} is forbidden: User "double" cannot {verb} resource "{kind}" in API '
-                f'group "{group}" in the namespace "{ns}"',
+                f'{what} is forbidden: User "{double.user}" cannot {verb} resource "{kind}" in '
+                f'API group "{group}" in the namespace "{ns}"',
+                kind=kind,
+                name=name,
             )
             return False
         return True
@@ -151,15 +156,17 @@ class _Handler(BaseHTTPRequestHandler):
         with st.cond:
             current = st.objects.get((kind, ns), {}).get(name)
             if current is None:
-                self._status(404, "NotFound", f'{kind} "{name}" not found')
+                self._not_found(kind, name)
                 return
             want_rv = (body.get("metadata") or {}).get("resourceVersion")
             if want_rv is not None and want_rv != current["metadata"]["resourceVersion"]:
                 self._status(
                     409,
                     "Conflict",
-                    f'Operation cannot be fulfilled on {kind} "{name}": the object '
-                    "has been modified; please apply your changes to the latest version",
+                    f'Operation cannot be fulfilled on {qualified(kind)} "{name}": the object has '
+                    "been modified; please apply your changes to the latest version and try again",
+                    kind=kind,
+                    name=name,
                 )
                 return
             merged = merge_patch(current, body)
@@ -178,9 +185,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not route or route[1] != "events":
             self._status(404, "NotFound", "not found")
             return
+        ns, kind = route[0], route[1]
         with self.double.store.cond:
-            self.double.store.events.append(body)
-        self._json(201, body)
+            created = self.double.create(kind, ns, body)
+            if created is not None:
+                self.double.store.events.append(created)
+        if created is None:
+            name = body["metadata"]["name"]
+            msg = f'{qualified(kind)} "{name}" already exists'
+            self._status(409, "AlreadyExists", msg, kind=kind, name=name)
+        else:
+            self._json(201, created)
 
     def do_GET(self) -> None:
         route = self._route()
@@ -195,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.double.store.cond:
                 found = copy.deepcopy(self.double.store.objects.get((kind, ns), {}).get(name))
             if found is None:
-                self._status(404, "NotFound", f'{kind} "{name}" not found')
+                self._not_found(kind, name)
             else:
                 self._json(200, found)
             return

@@ -1,7 +1,7 @@
 """Kubernetes objects as the API server serves them, for the API double and the tests that fill it:
 builders (``secret``, ``service``, ``endpoint_slice``, ``pod``, ``replica_set``, ``deployment``),
-each resource's kind and group, equality-based label and field selectors, and RFC 7386 merge
-patch."""
+each resource's kind and group, the ``Status`` a refusal answers (``status``, worded as 1.37 words
+it), equality-based label and field selectors, and RFC 7386 merge patch."""
 
 from __future__ import annotations
 
@@ -30,6 +30,39 @@ KIND = {
     "replicasets": "ReplicaSet",
     "deployments": "Deployment",
 }
+# The kinds whose metadata.generation the server keeps: 1 when made, +1 when what ``generation_of``
+# reads changes (its spec; a Deployment's annotations too, as the server's strategy has it).
+GENERATION = {"pods", "replicasets", "deployments"}
+# What a core/v1 Event read back carries when it was posted without them.
+EVENT_DEFAULTS: Obj = {
+    "source": {},
+    "firstTimestamp": None,
+    "lastTimestamp": None,
+    "eventTime": None,
+    "reportingComponent": "",
+    "reportingInstance": "",
+}
+
+
+def generation_of(kind: str, obj: Obj) -> tuple[Any, Any]:
+    annotations = obj["metadata"].get("annotations") if kind == "deployments" else None
+    return obj.get("spec") or {}, annotations or {}  # nil and empty are equal there
+
+
+def qualified(kind: str) -> str:
+    """The resource as a Status message names it: ``pods``, ``deployments.apps``."""
+    return f"{kind}.{GROUP[kind]}" if kind in GROUP else kind
+
+
+def status(code: int, reason: str, message: str, *, kind: str = "", name: str | None = None) -> Obj:
+    """A refusal's body as the real server answers it: ``details`` name the resource asked for."""
+    out: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
+    out.update(message=message, reason=reason)
+    details = {"name": name, "group": GROUP.get(kind), "kind": kind}
+    if kind:
+        out["details"] = {k: v for k, v in details.items() if v}
+    out["code"] = code
+    return out
 
 
 def match_labels(selector: str | None, labels: dict[str, str]) -> bool:
@@ -101,6 +134,7 @@ def replica_set(name: str, deployment_name: str, *, namespace: str = "default") 
         "metadata": {
             "name": name,
             "namespace": namespace,
+            "uid": f"uid-rs-{name}",  # what its pods' ownerReferences name
             "ownerReferences": [
                 {
                     "apiVersion": "apps/v1",
@@ -108,6 +142,7 @@ def replica_set(name: str, deployment_name: str, *, namespace: str = "default") 
                     "name": deployment_name,
                     "uid": f"uid-deploy-{deployment_name}",
                     "controller": True,
+                    "blockOwnerDeletion": True,
                 }
             ],
         }
@@ -133,6 +168,7 @@ def pod(
                     "name": replica_set_name,
                     "uid": f"uid-rs-{replica_set_name}",
                     "controller": True,
+                    "blockOwnerDeletion": True,
                 }
             ],
         }

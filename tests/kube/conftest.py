@@ -1,4 +1,4 @@
-"""The real cluster of `.ci/kube`, shared by the session's `kube` tests."""
+"""The real cluster every `kube` module shares: one per session (or PGPOOLSYNC_KUBE_DIR's)."""
 
 from __future__ import annotations
 

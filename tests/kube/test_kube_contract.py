@@ -1,129 +1,36 @@
 """The contract: the watcher's behaviour against devcluster/kubeapi.py (the API double) and against
 the real kube-apiserver of `.ci/kube` is the same, so the double stays honest. Each test runs on
-both (the real one only with the `kube` marker's cluster)."""
+both (the real one only with the `kube` marker's cluster). The servers are in contract.py; the
+rollout's calls and the Event recorder are held in test_kube_contract_{deployments,events}.py."""
 
 from __future__ import annotations
 
 import base64
-import json
-import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
-from devcluster.kubeapi import KubeApiDouble
 from devcluster.kubeobjects import secret
-from devcluster.kubereal import KubeCluster, cluster_session
 from devcluster.ports import wait_until
-from pgpoolsync.kube.api import load_api_client
 from pgpoolsync.kube.watch import Collection, Watcher
-
-
-class Server(Protocol):
-    ns: str
-
-    def put(self, kind: str, obj: dict[str, Any]) -> None: ...
-
-    def delete(self, kind: str, name: str) -> None: ...
-
-    def kubeconfig(self, path: Path) -> Path: ...
-
-    def forbid(self, verb: str, resource: str) -> None: ...
-
-
-class DoubleServer:
-    ns = "default"
-
-    def __init__(self, double: KubeApiDouble) -> None:
-        self.double = double
-
-    def put(self, kind: str, obj: dict[str, Any]) -> None:
-        self.double.put(kind, obj)
-
-    def delete(self, kind: str, name: str) -> None:
-        self.double.delete(kind, name, self.ns)
-
-    def kubeconfig(self, path: Path) -> Path:
-        return self.double.write_kubeconfig(path, namespace=self.ns)
-
-    def forbid(self, verb: str, resource: str) -> None:
-        self.double.forbidden.add((verb, resource))
-
-
-class RealServer:
-    """A fresh namespace; the watcher uses a ServiceAccount bound to a Role we can narrow."""
-
-    def __init__(self, kube: KubeCluster) -> None:
-        self.kube = kube
-        self.ns = kube.namespace(f"contract-{random.randrange(16**6):06x}")
-        self.rules = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}]
-        for obj in (
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "watcher"}},
-            self._role(),
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": "watcher"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": "watcher",
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": "watcher"}],
-            },
-        ):
-            kube.apply(obj, self.ns)
-
-    def _role(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "watcher"},
-            "rules": self.rules,
-        }
-
-    def put(self, kind: str, obj: dict[str, Any]) -> None:
-        obj = {**obj, "apiVersion": "v1", "kind": "Secret"}
-        obj["metadata"] = {**obj["metadata"], "namespace": self.ns}
-        self.kube.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
-
-    def delete(self, kind: str, name: str) -> None:
-        self.kube.kubectl("delete", kind, "-n", self.ns, name)
-
-    def kubeconfig(self, path: Path) -> Path:
-        return self.kube.token_kubeconfig(path, namespace=self.ns, service_account="watcher")
-
-    def forbid(self, verb: str, resource: str) -> None:
-        self.rules = [
-            {**r, "verbs": [v for v in r["verbs"] if v != verb]}
-            for r in self.rules
-            if resource in r["resources"]
-        ]
-        self.kube.apply(self._role(), self.ns)
-
-
-@pytest.fixture(scope="module")
-def real_cluster() -> Iterator[KubeCluster]:
-    yield from cluster_session()
+from tests.kube.contract import Server, client, servers
 
 
 @pytest.fixture(params=["double", pytest.param("real", marks=pytest.mark.kube)])
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    if request.param == "double":
-        double = KubeApiDouble(bookmark_interval=0.3).start()
-        yield DoubleServer(double)
-        double.stop()
-    else:
-        yield RealServer(request.getfixturevalue("real_cluster"))
+    yield from servers(request)
 
 
 def _watcher(server: Server, tmp_path: Path, collection: Collection) -> Watcher:
-    client = load_api_client(kubeconfig=str(server.kubeconfig(tmp_path / "kc")))
     w = Watcher(
-        client, collection, notify=threading.Event().set, timeout_seconds=5, backoff_max=0.5
+        client(server, tmp_path),
+        collection,
+        notify=threading.Event().set,
+        timeout_seconds=5,
+        backoff_max=0.5,
     )
     w.start()
     assert w.settled.wait(30)

@@ -452,7 +452,7 @@ def test_devcluster_is_split_by_job_and_imports_nothing_from_tests() -> None:
 TESTS = PACKAGE.parent / "tests"
 # A test file's folder says what it needs: unit (plain values, fakes, the API double, local
 # processes of our own), real (PostgreSQL and pgpool), containers (podman and the images), kube
-# (a real Kubernetes from .ci/kube; its contract module also runs against the API double).
+# (a real Kubernetes from .ci/kube; its contract modules also run against the API double).
 TIER_MARK = {"unit": None, "real": "real", "containers": "containers", "kube": "kube"}
 
 
