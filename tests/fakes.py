@@ -47,7 +47,7 @@ class FakePgpool:
             raise PcpConnectionError("PCP receive failed: [Errno 104] Connection reset by peer")
         if self.down:
             self.down -= 1
-            raise PcpError("cannot connect to PCP at 127.0.0.1:9898: Connection refused")
+            raise PcpConnectionError("cannot connect to PCP at 127.0.0.1:9898: Connection refused")
 
     def start(self, params: Mapping[str, str]) -> None:
         self.running = dict(params)

@@ -12,10 +12,11 @@ about Kubernetes.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pgpoolsync.core import lag, topology
 from pgpoolsync.core.model import DesiredState
@@ -24,6 +25,7 @@ from pgpoolsync.core.topology import NodeAction
 from pgpoolsync.pgpool import pcp
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class NodePgpool(Protocol):
@@ -78,7 +80,6 @@ class Nodes:
         self._node_interval = node_interval
         self._node_verify = node_verify_seconds
         self._memory: dict[int, topology.NodeMemory] = {}
-        self._unanswered = ""  # the last PCP connection error while waiting
         self.node_error: str | None = None
         self._lag_probe = lag_probe
         self.gate = lag.Gate(threshold=max_replica_lag if lag_probe else 0.0, settle=settle_seconds)
@@ -119,7 +120,7 @@ class Nodes:
                 error = str(exc)
                 failed = next((a for a in plan.actions if a not in done), None)
             try:
-                status = self._pgpool.node_status(params)
+                status = self._through_restart(lambda: self._pgpool.node_status(params))
             except (pcp.PcpError, OSError) as exc:
                 error = error or f"cannot read node status after the node commands: {exc}"
         held = [*plan.held, *(a.node_id for a in plan.actions if a not in done)]
@@ -179,14 +180,18 @@ class Nodes:
         allow = topology.allow_failover(state, ids)
         self._write(allow)
         try:
-            self._pgpool.reload(dict(allow.params))  # pgpool reads the files; a fake, these
+            # pgpool reads the files; a fake, these
+            self._through_restart(lambda: self._pgpool.reload(dict(allow.params)))
             self._wait(
                 lambda: topology.failover_allowed(self._pgpool.running_params(params), ids),
                 self._verify_seconds,
                 f"pgpool did not take ALLOW_TO_FAILOVER for node {ids} on reload",
             )
             for a in detaching:
-                self._pgpool.detach(params, a.node_id)
+                self._command(
+                    functools.partial(self._pgpool.detach, params, a.node_id),
+                    self._status_is(params, a.node_id, down=True),
+                )
                 self._wait(
                     self._status_is(params, a.node_id, down=True),
                     self._node_verify,
@@ -198,7 +203,7 @@ class Nodes:
         finally:
             self._write(state)  # DISALLOW_TO_FAILOVER again, whatever happened
             try:
-                self._pgpool.reload(params)
+                self._through_restart(lambda: self._pgpool.reload(params))
                 self._wait(
                     lambda: topology.failover_allowed(
                         self._pgpool.running_params(params), ids, allowed=False
@@ -211,25 +216,47 @@ class Nodes:
                 self._owe_reload()
 
     def _attach(self, params: Mapping[str, str], node_id: int) -> None:
-        deadline = self._clock() + self._node_verify
-        while True:
-            try:
-                self._pgpool.attach(params, node_id)
-                break
-            except pcp.PcpConnectionError:
-                # The detach before it (a recycle) makes pgpool restart its PCP process a
-                # second later, cutting the connection it had: ask again on the new process,
-                # unless the attach got through before the cut.
-                if self._clock() >= deadline:
-                    raise
-                self._sleep(0.2)
-                if self._answers(self._status_is(params, node_id, down=False)):
-                    break
+        self._command(
+            lambda: self._pgpool.attach(params, node_id),
+            self._status_is(params, node_id, down=False),
+        )
         self._wait(
             self._status_is(params, node_id, down=False),
             self._node_verify,
             f"node {node_id} still down {self._node_verify:.0f}s after the attach",
         )
+
+    # pgpool restarts its PCP process about a second after each failover or failback (a detach,
+    # an attach: src/main/pgpool_main.c), cutting the connection it had then. What follows one is
+    # asked again on the new process, for at most the node verify time.
+
+    def _command(self, send: Callable[[], None], took: Callable[[], bool]) -> None:
+        """A detach or attach, sent again after a cut connection unless ``took`` shows it got
+        through before the cut (a second one would be a second failover or failback)."""
+        deadline = self._clock() + self._node_verify
+        while True:
+            try:
+                send()
+                return
+            except pcp.PcpConnectionError:
+                if self._clock() >= deadline:
+                    raise
+                self._sleep(0.2)
+                try:
+                    if took():
+                        return
+                except pcp.PcpConnectionError:
+                    pass
+
+    def _through_restart(self, call: Callable[[], T]) -> T:
+        deadline = self._clock() + self._node_verify
+        while True:
+            try:
+                return call()
+            except pcp.PcpConnectionError:
+                if self._clock() >= deadline:
+                    raise
+                self._sleep(0.2)
 
     def _status_is(
         self, params: Mapping[str, str], node_id: int, *, down: bool
@@ -240,18 +267,19 @@ class Nodes:
 
         return check
 
-    def _answers(self, check: Callable[[], bool]) -> bool:
-        """``check()``, False while PCP is not answering (its process restarting)."""
-        try:
-            return check()
-        except pcp.PcpConnectionError as exc:
-            self._unanswered = str(exc)
-            return False
-
     def _wait(self, check: Callable[[], bool], seconds: float, what: str) -> None:
+        """Until ``check()``; at the deadline, PCP's connection error if it was not answering
+        (that, not the state waited for, is what went wrong), else ``what``."""
         deadline = self._clock() + seconds
-        self._unanswered = ""
-        while not self._answers(check):
+        while True:
+            unanswered: pcp.PcpConnectionError | None = None
+            try:
+                if check():
+                    return
+            except pcp.PcpConnectionError as exc:
+                unanswered = exc
             if self._clock() >= deadline:
-                raise NodeCommandError(f"{what} ({self._unanswered})" if self._unanswered else what)
+                if unanswered is not None:
+                    raise unanswered
+                raise NodeCommandError(what)
             self._sleep(0.05)

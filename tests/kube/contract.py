@@ -184,7 +184,9 @@ def servers(request: pytest.FixtureRequest) -> Iterator[Server]:
         yield DoubleServer(double)
         double.stop()
     else:
-        yield RealServer(request.getfixturevalue("kube"))
+        real = RealServer(request.getfixturevalue("kube"))
+        yield real
+        real.kube.kubectl("delete", "namespace", real.ns, "--wait=false", check=False)
 
 
 def client(server: Server, tmp_path: Path) -> Any:

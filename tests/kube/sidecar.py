@@ -6,7 +6,6 @@ Shared by test_kube_real.py and test_kube_rollout.py."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import random
 import subprocess
@@ -15,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from devcluster import PgCluster, Pgpool
+from devcluster.kubenode import user_secret
 from devcluster.kubereal import ROOT, KubeCluster, ServiceVip
 from devcluster.ports import wait_until
 from devcluster.runprocess import RunProcess
-
-PGO = "postgres-operator.crunchydata.com"
 
 
 def kustomize(target: str) -> str:
@@ -28,22 +26,6 @@ def kustomize(target: str) -> str:
         ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=True
     )
     return done.stdout
-
-
-def user_secret(user: str, password: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": f"hippo-pguser-{user.replace('_', '-')}",  # a DNS subdomain
-            "labels": {f"{PGO}/cluster": "hippo", f"{PGO}/pguser": user},
-        },
-        "type": "Opaque",
-        "data": {
-            k: base64.b64encode(v.encode()).decode()
-            for k, v in {"user": user, "password": password}.items()
-        },
-    }
 
 
 def service(name: str) -> dict[str, Any]:
@@ -132,3 +114,4 @@ def live_sidecar(kube: KubeCluster, cluster: PgCluster, base: Path) -> Iterator[
             pool.stop()
         for vip in vips:
             vip.close()
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -83,7 +83,8 @@ def test_pgpool_starts_only_once_the_sidecars_startup_probe_has_passed(
     deployed: PgpoolOnNode,
 ) -> None:
     """The native sidecar's startupProbe (/readyz) holds pgpool back until the files exist:
-    pgpool starts after it, once, and never restarts for want of a pgpool.conf."""
+    pgpool starts after it, once. Started beside it (no gate), pgpool would find no pgpool.conf,
+    exit, and be restarted: the restart count is the check."""
     for pod in deployed.pods(ready=True):
         sidecar = pod["status"]["initContainerStatuses"][0]
         pgpool = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "pgpool")
@@ -126,10 +127,11 @@ def test_a_rotated_secret_reaches_both_pods_and_the_new_password_logs_in_through
 
 def test_the_sidecars_own_token_is_never_refused(deployed: PgpoolOnNode) -> None:
     for pod in deployed.pods():
-        log = deployed.logs(pod["metadata"]["name"])
-        assert '"level": "info"' in log or '"level": "warning"' in log, log[-2000:]
-        for refused in ("401", "403", "Forbidden", "Unauthorized"):
-            assert refused not in log, log[-2000:]
+        lines = deployed.logs(pod["metadata"]["name"]).splitlines()
+        messages = [str(json.loads(line).get("message", "")) for line in lines if line[:1] == "{"]
+        assert any("reloaded pgpool" in m for m in messages), lines[-20:]
+        refused = [m for m in messages if "Forbidden" in m or "Unauthorized" in m]
+        assert refused == [], refused
 
 
 def test_replica_lost_through_real_kube_proxy_every_login_after_two_seconds_succeeds(
@@ -199,7 +201,7 @@ def test_a_restart_requiring_change_rolls_the_pods_and_the_old_ones_drain_their_
     ns = deployed.ns
     old = {p["metadata"]["name"] for p in deployed.pods()}
     rs_before = {r["metadata"]["name"] for r in kube.get("rs", "-n", ns)["items"]}
-    held = _Held(rig, 6)
+    held = _Held(rig, 8)
     try:
         with streaming(rig.read, interval=0.5) as stream:
             # pgpool takes backend_port0 only at start; the old port stays open for the old pods
@@ -217,9 +219,10 @@ def test_a_restart_requiring_change_rolls_the_pods_and_the_old_ones_drain_their_
                 return len(ready) == 2 and not ready & old
 
             wait_until(rolled, what="two new pods Ready", timeout=180)
-            time.sleep(3.0)  # sessions keep going after the rollout
+            time.sleep(1.0)  # sessions keep going after the rollout
+        # kube-proxy spread the 8 sessions over the two old pods (all on one: 1 in 128)
         terminating = _old_pods(deployed, old)
-        assert len(terminating) == 2, "the old pods went while sessions were open"
+        assert terminating, "the old pods went while sessions were open"
         assert all(p["metadata"].get("deletionTimestamp") for p in terminating), terminating
         assert held.errors == [] and held.answers > 0, held.errors[:5]
         failed = [s.error for s in stream.sessions if not s.ok]

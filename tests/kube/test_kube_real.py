@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from devcluster import PgCluster, can_login
+from devcluster.kubenode import PGO, user_secret
 from devcluster.kubereal import KubeCluster
 from devcluster.ports import wait_until
-from tests.kube.sidecar import PGO, Live, endpoint_slice, live_sidecar, user_secret
+from tests.kube.sidecar import Live, endpoint_slice, live_sidecar
 
 pytestmark = [pytest.mark.kube]
 
@@ -29,7 +30,8 @@ def live(kube: KubeCluster, cluster: PgCluster, pg_base: Path) -> Iterator[Live]
 
 def test_the_backends_are_the_services_and_both_nodes_are_up(live: Live) -> None:
     conf = (live.pool.config_dir / "pgpool.conf").read_text()
-    assert "backend_hostname0 = '10.96." in conf and "backend_port0 = '5432'" in conf
+    ip = live.kube.get("service", "-n", live.ns, "hippo-primary")["spec"]["clusterIP"]
+    assert f"backend_hostname0 = '{ip}'" in conf and "backend_port0 = '5432'" in conf
     assert can_login(live.pool, "real_alice", "alice-1")
     for node in ("0", "1"):
         wait_until(

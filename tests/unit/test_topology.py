@@ -3,6 +3,7 @@ refuses a detach for a DISALLOW_TO_FAILOVER node, as pgpool does."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from devcluster.kubeobjects import endpoint_slice, service
@@ -236,7 +237,8 @@ def test_a_recycle_whose_attach_meets_pgpools_pcp_restart_asks_again_and_complet
 
 
 def test_an_attach_cut_after_pgpool_did_it_is_not_sent_twice(tmp_path: Path) -> None:
-    """A second attach of an up node is a second failback: every child restarted again."""
+    """The status shows the attach got through before the cut: not asked again (pgpool would
+    log the second as an invalid failback request)."""
     cluster, pgpool = Cluster(), FakePgpool()
     loop, m = make_loop(tmp_path, cluster.snapshot, pgpool)
     loop.step()
@@ -247,6 +249,32 @@ def test_an_attach_cut_after_pgpool_did_it_is_not_sent_twice(tmp_path: Path) -> 
     assert pgpool.commands == [("detach", 0), ("attach", 0)] and pgpool.status[0] == 1
     labels = {"node_id": "0", "command": "recycle", "result": "success"}
     assert value(m, "pgpoolsync_node_commands_total", labels) == 1
+
+
+def test_pgpool_gone_in_the_middle_of_a_recycle_is_reported_as_pcp_not_answering(
+    tmp_path: Path,
+) -> None:
+    """After the detach PCP never answers again: the recycle fails with PCP's own error once
+    the node verify time is up, not with a "not down" that was never seen."""
+    events: list[str] = []
+    ticks = itertools.count(0.0, 0.05)  # each look at the clock is 50 ms later
+    cluster, pgpool = Cluster(), FakePgpool()
+    loop, _ = make_loop(
+        tmp_path,
+        cluster.snapshot,
+        pgpool,
+        events=lambda p, r: events.append(str(p)),
+        actuator_args={"clock": lambda: next(ticks)},
+    )
+    loop.step()
+    pgpool.cuts_after_detach = 10**6
+    cluster.primary = ("10.0.0.2",)
+    cluster.replica = ("10.0.0.1",)
+    loop.step()
+    assert pgpool.commands == [("detach", 0)]
+    failed = [e for e in events if "recycle of node 0 failed" in e]
+    assert failed and "Connection reset by peer" in failed[0], events
+    assert not any("not down" in e for e in events), events
 
 
 def test_without_the_transient_allow_flag_pgpool_refuses_the_detach(tmp_path: Path) -> None:
