@@ -38,7 +38,7 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _row(s: dict[str, Any]) -> str:
+def row(s: dict[str, Any]) -> str:
     return (
         f"| {s['drill']} | {s['topology']} | {s['failed_after_2s']} / {s['sessions_after_2s']} "
         f"| {s['failed_before_2s']} | {s['longest_stall_s']:.2f} | {_secs(s['recovery_s'])} "
@@ -90,7 +90,7 @@ def main() -> None:
                     name = f"{drill}-{'on' if on else 'off'}-{r}"
                     runs.append(_one(drill, base / name, cluster, on=on, hold=args.hold))
                     print(
-                        _lag_row(runs[-1]) if drill == "replica_lag" else _row(runs[-1]), flush=True
+                        _lag_row(runs[-1]) if drill == "replica_lag" else row(runs[-1]), flush=True
                     )
     finally:
         cluster.stop()
@@ -105,7 +105,7 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|")
         for run in topo:
-            print(_row(run))
+            print(row(run))
     if lags:
         print()
         print(

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 from devcluster import PgCluster
-from devcluster.kubereal import ROOT, KubeCluster
+from devcluster.kubereal import ROOT, KubeCluster, read_env
 from devcluster.ports import wait_until
 
 PGO = "postgres-operator.crunchydata.com"
@@ -52,16 +52,12 @@ class Node:
 
     @classmethod
     def of(cls, kube: KubeCluster) -> Node:
-        env = dict(
-            line.split("=", 1)
-            for line in (kube.dir / "env").read_text().splitlines()
-            if "=" in line
-        )
+        env = read_env(kube.dir)
         host_ip = env["NODE_HOST_IP"]
         return cls(
             name=env["NODE_NAME"],
             host_ip=host_ip,
-            client_net=host_ip.rsplit(".", 1)[0] + ".0/30",
+            client_net=env["NODE_IP"] + "/32",
             veth=env["NODE_VETH"],
         )
 
@@ -100,12 +96,16 @@ class PgpoolOnNode:
         *,
         users: Mapping[str, str],
         settings: Mapping[str, str] = {},
+        sidecar_env: Mapping[str, str] = {},
         replicas: int = 2,
     ) -> None:
+        """``settings``: merged into the settings ConfigMap; ``sidecar_env``: values for the
+        sidecar's own ``env`` entries (which win over the ConfigMap), by name."""
         self.kube, self.base, self.cluster = kube, base, cluster
         self.node = Node.of(kube)
         self.users = dict(users)
         self.settings = {"PGPOOLSYNC_SERVICE_ADDRESS": "cluster-ip", **settings}
+        self.sidecar_env = dict(sidecar_env)
         self.replicas = replicas
         self.ns = kube.namespace(f"node-{secrets.token_hex(3)}")
         self.ports = {POD_NAMES[0][0]: cluster.primary.port, POD_NAMES[1][0]: cluster.replica.port}
@@ -191,6 +191,10 @@ class PgpoolOnNode:
              "value": [{"key": "pgpoolsync.test/node", "operator": "Exists"}]},
             {"op": "replace", "path": "/spec/replicas", "value": self.replicas},
         ]  # fmt: skip
+        sidecar = {
+            "name": "pgpoolsync",
+            "env": [{"name": k, "value": v} for k, v in self.sidecar_env.items()],
+        }
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
@@ -211,7 +215,17 @@ class PgpoolOnNode:
                 {
                     "target": {"kind": "Deployment", "name": "pgpool"},
                     "patch": json.dumps(pull + place),
-                }
+                },
+                {  # a strategic merge: the env entries by name
+                    "patch": json.dumps(
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "metadata": {"name": "pgpool"},
+                            "spec": {"template": {"spec": {"initContainers": [sidecar]}}},
+                        }
+                    )
+                },
             ],
         }
         (overlay / "kustomization.yaml").write_text(json.dumps(kustomization))

@@ -157,10 +157,15 @@ class KubeCluster:
         return rev
 
 
-def _read_env(directory: Path) -> KubeCluster:
-    env = dict(
+def read_env(directory: Path) -> dict[str, str]:
+    """``.ci/kube``'s DIR/env: what `up` started, where (KUBECONFIG, ETCD_URL, NODE_*...)."""
+    return dict(
         line.split("=", 1) for line in (directory / "env").read_text().splitlines() if "=" in line
     )
+
+
+def _read_env(directory: Path) -> KubeCluster:
+    env = read_env(directory)
     return KubeCluster(
         dir=directory,
         kubeconfig=Path(env["KUBECONFIG"]),
