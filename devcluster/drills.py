@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -269,18 +270,28 @@ class Rig:
         )
 
     def read(self) -> int:
-        with self.connect() as conn:
-            row = conn.execute("SELECT inet_server_port()").fetchone()
-            assert row is not None
-            return int(row[0])
+        return read(self.connect)
 
     def write(self) -> int:
-        with self.connect() as conn:
-            row = conn.execute(
-                "INSERT INTO writes VALUES (now()) RETURNING inet_server_port()"
-            ).fetchone()
-            assert row is not None
-            return int(row[0])
+        return write(self.connect)
+
+
+def read(connect: Callable[[], psycopg.Connection[Any]]) -> int:
+    """A drill's read in a new session: the port of the PostgreSQL that served it."""
+    with connect() as conn:
+        row = conn.execute("SELECT inet_server_port()").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def write(connect: Callable[[], psycopg.Connection[Any]]) -> int:
+    """A drill's write in a new session: the port of the PostgreSQL that took it."""
+    with connect() as conn:
+        row = conn.execute(
+            "INSERT INTO writes VALUES (now()) RETURNING inet_server_port()"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
 
 
 def replica_lost(

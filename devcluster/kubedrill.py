@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from devcluster import netfault
+from devcluster import drills, netfault
 from devcluster.drills import DB, PASSWORD, USER, Pod, pods
 from devcluster.kubenode import POD_NAMES, PgpoolOnNode
 
@@ -50,18 +50,10 @@ class KubeRig:
         )
 
     def read(self) -> int:
-        with self.connect() as conn:
-            row = conn.execute("SELECT inet_server_port()").fetchone()
-            assert row is not None
-            return int(row[0])
+        return drills.read(self.connect)
 
     def write(self) -> int:
-        with self.connect() as conn:
-            row = conn.execute(
-                "INSERT INTO writes VALUES (now()) RETURNING inet_server_port()"
-            ).fetchone()
-            assert row is not None
-            return int(row[0])
+        return drills.write(self.connect)
 
     def node_log(self, since: float) -> str:
         """Every sidecar's node lines (JSON), stamped relative to ``since`` (monotonic)."""

@@ -224,25 +224,22 @@ def test_a_recycle_whose_attach_meets_pgpools_pcp_restart_asks_again_and_complet
 ) -> None:
     """pgpool restarts its PCP process a second after the detach: the connections it had are
     cut. The attach is asked again on the new process, and the recycle completes in that pass."""
-    cluster, pgpool = Cluster(), FakePgpool()
-    loop, m = make_loop(tmp_path, cluster.snapshot, pgpool)
-    loop.step()
-    pgpool.cuts_after_detach = 2  # the status check after the detach, then the attach
-    cluster.primary = ("10.0.0.2",)
-    cluster.replica = ("10.0.0.1",)
-    loop.step()
-    assert pgpool.commands == [("detach", 0), ("attach", 0)] and pgpool.status[0] == 1
-    labels = {"node_id": "0", "command": "recycle", "result": "success"}
-    assert value(m, "pgpoolsync_node_commands_total", labels) == 1
+    _switchover_meeting_pcp_cuts(tmp_path, cuts=2)  # the status check, then the attach
 
 
 def test_an_attach_cut_after_pgpool_did_it_is_not_sent_twice(tmp_path: Path) -> None:
     """The status shows the attach got through before the cut: not asked again (pgpool would
     log the second as an invalid failback request)."""
+    _switchover_meeting_pcp_cuts(tmp_path, cuts=1, after_reply=True)
+
+
+def _switchover_meeting_pcp_cuts(tmp_path: Path, *, cuts: int, after_reply: bool = False) -> None:
+    """A switchover whose recycle meets ``cuts`` cut PCP connections after the detach: one
+    detach, one attach, node 0 up and the recycle counted a success, in that one pass."""
     cluster, pgpool = Cluster(), FakePgpool()
     loop, m = make_loop(tmp_path, cluster.snapshot, pgpool)
     loop.step()
-    pgpool.cuts_after_detach, pgpool.cut_after_reply = 1, True
+    pgpool.cuts_after_detach, pgpool.cut_after_reply = cuts, after_reply
     cluster.primary = ("10.0.0.2",)
     cluster.replica = ("10.0.0.1",)
     loop.step()
