@@ -82,10 +82,19 @@ def test_a_restart_requiring_change_rolls_the_deployment_once_pod_by_pod(
     deploy = kube.get("deployment", "-n", ns, "pgpool")
     generation = deploy["metadata"]["generation"]
     rs_before = {r["metadata"]["name"] for r in kube.get("rs", "-n", ns)["items"]}
-    ready, budget = _sample(kube, ns)
-    # The budget is there and selects the Deployment's 2 pods: 2 healthy, 1 needed, 1 allowed.
-    assert _budget(budget) == (2, 2, 1, 1), budget
-    pod = ready[0][1]
+    # The budget is there and selects the Deployment's 2 pods: 2 healthy, 1 needed, 1 allowed
+    # (once the disruption controller has counted them: a fresh namespace starts at zeros).
+    samples: list[tuple[int, ...]] = []
+
+    def counted() -> list[tuple[str, str]]:
+        ready, budget = _sample(kube, ns)
+        samples.append(_budget(budget))
+        return ready if samples[-1] == (2, 2, 1, 1) else []
+
+    try:
+        pod = wait_until(counted, what="the budget counting 2 pods", timeout=60)[0][1]
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {samples[-3:]}") from None
     base = pg_base / "kube-real-rollout"
     base.mkdir()
     pool, run = kube.sidecar(
