@@ -20,7 +20,7 @@ import psycopg
 
 from devcluster import drills, netfault
 from devcluster.drills import DB, PASSWORD, USER, Pod, pods
-from devcluster.kubenode import POD_NAMES, PgpoolOnNode
+from devcluster.kubenode import PgpoolOnNode
 
 
 class KubeRig:
@@ -29,8 +29,7 @@ class KubeRig:
     def __init__(self, deployed: PgpoolOnNode) -> None:
         self.d = deployed
         host = deployed.node.host_ip
-        self.pods = pods((host, host))
-        assert [(p.name, p.uid) for p in self.pods] == list(POD_NAMES)
+        self.pods = pods((host, host))  # the pods PgpoolOnNode's slices name (POD_NAMES)
 
     def slices(self, *, primary: tuple[Pod, bool], replica: tuple[Pod, bool]) -> None:
         self.d.slices(

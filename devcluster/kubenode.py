@@ -28,13 +28,14 @@ from typing import Any
 import psycopg
 
 from devcluster import PgCluster
+from devcluster.drills import pods
 from devcluster.kubereal import ROOT, KubeCluster, read_env
 from devcluster.ports import wait_until
 
 PGO = "postgres-operator.crunchydata.com"
 MONITOR_USER = "pgpool_monitor"
 # The PostgreSQL "pods" of the EndpointSlices: (name, uid); pg-0 is the first primary's port
-POD_NAMES = (("pg-0", "6d1f0c1e-0000"), ("pg-1", "9b7e4a52-0001"))
+POD_NAMES = tuple((p.name, p.uid) for p in pods())
 Endpoint = tuple[str, str, bool]
 # The endpoints also serve a Service port of this name: a test moving the Service to a new port
 # keeps the old one open under it, as an operator moving a port would, so pods still on it work

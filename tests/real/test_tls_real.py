@@ -174,11 +174,8 @@ def test_a_bad_certificate_is_refused_and_the_last_good_files_stay(
         run.stop()
 
 
-def test_a_rotated_certificate_in_a_kube_secret_is_restart_required(
-    tls_cluster: PgCluster, pg_base: Path
-) -> None:
-    base = pg_base / "tls-kube"
-    base.mkdir()
+def _tls_api() -> tuple[KubeApiDouble, tls.TlsMaterial]:
+    """The API double with a certificate Secret `pgpool-tls` (returned) and one user's Secret."""
     api = KubeApiDouble().start()
     first = tls.generate_self_signed(["localhost"])
     api.put(
@@ -190,6 +187,15 @@ def test_a_rotated_certificate_in_a_kube_secret_is_restart_required(
     api.put(
         "secrets", secret("u", {"username": "tls_user", "password": "tls:pw"}, labels={"app": "db"})
     )
+    return api, first
+
+
+def test_a_rotated_certificate_in_a_kube_secret_is_restart_required(
+    tls_cluster: PgCluster, pg_base: Path
+) -> None:
+    base = pg_base / "tls-kube"
+    base.mkdir()
+    api, first = _tls_api()
     pool = Pgpool(base, base / "config", key_file=base / "config" / ".pgpoolkey")
     run = RunProcess(
         pool,
@@ -274,17 +280,7 @@ def test_a_renewed_certificate_rolls_the_deployment_once_and_the_new_pod_serves_
 
     base = pg_base / "tls-rollout"
     base.mkdir()
-    api = KubeApiDouble().start()
-    first = tls.generate_self_signed(["localhost"])
-    api.put(
-        "secrets",
-        secret(
-            "pgpool-tls", {"tls.crt": first.cert_pem.decode(), "tls.key": first.key_pem.decode()}
-        ),
-    )
-    api.put(
-        "secrets", secret("u", {"username": "tls_user", "password": "tls:pw"}, labels={"app": "db"})
-    )
+    api, first = _tls_api()
     api.put("deployments", deployment("pgpool"))
     api.put("replicasets", replica_set("pgpool-old", "pgpool"))
     api.put("pods", pod("pgpool-old-a", "pgpool-old"))
